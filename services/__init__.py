@@ -1,0 +1,1 @@
+"""mailstream: transactional email delivery as Kafka stream services."""

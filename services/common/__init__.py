@@ -1,0 +1,1 @@
+"""The shared kernel every mailstream service is built on."""

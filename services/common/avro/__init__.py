@@ -1,0 +1,1 @@
+"""Avro: the schema registry of schemas/*.avsc, the codec and the record twins."""

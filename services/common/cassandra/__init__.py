@@ -1,0 +1,1 @@
+"""Cassandra: the session and versioned CQL migrations."""

@@ -1,0 +1,105 @@
+"""The Cassandra session: built once per process, queries awaited as asyncio futures."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from typing import Any
+
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.query import PreparedStatement
+
+from services.common.config import CassandraSettings
+from services.common.errors import TransientError
+
+# Driver errors that mean "Cassandra is unavailable for now", turned into TransientError.
+TRANSIENT = (NoHostAvailable, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout)
+
+
+def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    kwargs: dict[str, Any] = {
+        "contact_points": settings.host_list,
+        "port": settings.port,
+        "connect_timeout": settings.connect_timeout_s,
+        "protocol_version": 5,
+    }
+    if settings.username and settings.password:
+        kwargs["auth_provider"] = PlainTextAuthProvider(
+            username=settings.username, password=settings.password.get_secret_value()
+        )
+    if settings.ssl_ca_file:
+        context = ssl.create_default_context(cafile=settings.ssl_ca_file)
+        kwargs["ssl_context"] = context
+    cluster = Cluster(**kwargs)
+    try:
+        session = cluster.connect(keyspace)
+    except TRANSIENT as exc:
+        cluster.shutdown()
+        raise TransientError(
+            f"cannot reach Cassandra at {settings.hosts}:{settings.port}: {exc}"
+        ) from exc
+    session.default_timeout = settings.request_timeout_s
+    return cluster, session
+
+
+class AsyncSession:
+    """Wraps a driver session: prepared statements cached, execute_async awaited."""
+
+    def __init__(self, *, session: Session) -> None:
+        self._session = session
+        self._prepared: dict[str, PreparedStatement] = {}
+
+    @property
+    def raw(self) -> Session:
+        return self._session
+
+    def prepare(self, cql: str) -> PreparedStatement:
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            stmt = self._session.prepare(cql)
+            self._prepared[cql] = stmt
+        return stmt
+
+    async def execute(self, cql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        try:
+            response = self._session.execute_async(self.prepare(cql), params)
+        except TRANSIENT as exc:
+            raise TransientError(str(exc)) from exc
+
+        def ok(rows: Any) -> None:
+            loop.call_soon_threadsafe(_set, future, list(rows or []))
+
+        def err(exc: BaseException) -> None:
+            wrapped = (
+                TransientError(f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, TRANSIENT)
+                else exc
+            )
+            loop.call_soon_threadsafe(_fail, future, wrapped)
+
+        # Pages beyond the first are not followed: every query here reads a bounded set.
+        response.add_callbacks(ok, err)
+        return await future
+
+
+def _set(future: asyncio.Future[list[Any]], rows: list[Any]) -> None:
+    if not future.done():
+        future.set_result(rows)
+
+
+def _fail(future: asyncio.Future[list[Any]], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def ms_from_cql(value: dt.datetime) -> int:
+    """The driver returns timestamps as naive UTC datetimes."""
+    return (value.replace(tzinfo=None) - _EPOCH) // dt.timedelta(milliseconds=1)

@@ -1,0 +1,80 @@
+"""Settings shared by every service; the only place environment variables are read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    client_id: str = "mailstream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    # Producer batching: a few ms of linger trades a little latency for far fewer requests.
+    linger_ms: int = 2
+    # Messages one lane may have in flight (consumed, not yet acknowledged downstream).
+    max_in_flight: int = 500
+    consume_batch: int = 200
+    commit_interval_s: float = 1.0
+    drain_timeout_s: float = 30.0
+    session_timeout_ms: int = 10_000
+    # Provisioning defaults for `mailstream topics create`.
+    partitions: int = 3
+    replication_factor: int = 1
+    events_retention_ms: int = 7 * 24 * 3600 * 1000
+    requests_retention_ms: int = 3 * 24 * 3600 * 1000
+
+
+class CassandraSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    hosts: str = "127.0.0.1"
+    port: int = 19042
+    keyspace: str = "mailstream"
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_ca_file: str | None = None
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 10.0
+
+    @property
+    def host_list(self) -> list[str]:
+        return [h.strip() for h in self.hosts.split(",") if h.strip()]
+
+
+class CommonSettings(BaseSettings):
+    """Base of every service's settings: `MAILSTREAM_KAFKA__BOOTSTRAP_SERVERS` and so on."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILSTREAM_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
+    log_level: str = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    schemas_dir: Path = REPO_ROOT / "schemas"
+    # Maximum encoded size of a request, per the contract (900 KiB).
+    max_request_bytes: int = 900 * 1024
+    # Retry tiers in seconds (one delay topic each); the last is reused. Tests compress them.
+    delay_tiers_s: tuple[int, ...] = (60, 300, 1200, 3600, 14400)
+    # The longest a message of each priority may wait for delivery before it is EXPIRED.
+    max_age_critical_s: int = 15 * 60
+    max_age_transactional_s: int = 72 * 3600
+    max_age_bulk_s: int = 24 * 3600

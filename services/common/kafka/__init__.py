@@ -1,0 +1,1 @@
+"""Kafka: settings, the one runner, the producer, topics, headers, dead letters."""

@@ -1,0 +1,13 @@
+"""Kafka header names; defined only here."""
+
+from __future__ import annotations
+
+ERROR_CLASS = "error.class"
+ERROR_MESSAGE = "error.message"
+ORIGINAL_TOPIC = "original.topic"
+ORIGINAL_PARTITION = "original.partition"
+ORIGINAL_OFFSET = "original.offset"
+
+# Epoch ms before which a record on a delay topic must not be processed; read by the delay
+# lane without decoding the record.
+DUE_AT = "mailstream.due-at"

@@ -1,0 +1,83 @@
+"""An idempotent confluent-kafka producer whose deliveries are asyncio futures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from services.common.errors import DeliveryFailed
+from services.common.kafka.records import Output
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class AsyncProducer:
+    """One per process. A background thread serves delivery callbacks, so an awaited
+    produce resolves as soon as the broker acknowledges it (acks=all)."""
+
+    def __init__(self, *, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve, name="producer-poll", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
+
+    async def produce(self, output: Output) -> None:
+        loop = self._loop
+        assert loop is not None, "AsyncProducer.start() was not called"
+        future: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, future, err)
+
+        while True:
+            try:
+                self._producer.produce(
+                    output.topic,
+                    value=output.value,
+                    key=output.key,
+                    headers=output.headers,  # type: ignore[arg-type]
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:  # local queue full: let the poll thread drain it
+                await asyncio.sleep(0.01)
+        await future
+
+    async def produce_all(self, outputs: list[Output]) -> None:
+        if outputs:
+            await asyncio.gather(*(self.produce(o) for o in outputs))
+
+    async def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = await asyncio.to_thread(self._producer.flush, timeout_s)
+        if remaining:
+            raise DeliveryFailed(f"{remaining} messages undelivered after flush")
+
+    async def close(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._closing.set()
+            if self._thread is not None:
+                await asyncio.to_thread(self._thread.join, 2.0)
+
+
+def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(DeliveryFailed(f"{err.name()}: {err.str()}"))

@@ -1,0 +1,35 @@
+"""What the runner hands a handler, and what a handler hands back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+    headers: list[Header] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[Header] | None = None
+
+
+Handler = Callable[[Inbound], Awaitable[Sequence[Output]]]
+"""Turns one input into its outputs. Raise InvalidData for a dead letter; any other
+exception stops the service without committing the input."""
+
+DueAt = Callable[[Inbound], int | None]
+"""For delay topics: the epoch ms at which a record may be processed (None: now)."""

@@ -1,0 +1,296 @@
+"""The one consume -> process -> produce -> commit engine. Only this module polls Kafka.
+
+Each lane is one consumer group over a set of topics with one handler. A message's offset
+becomes committable only when every output of it, and of every earlier message of its
+partition, is acknowledged by the broker; offsets are committed every commit interval and
+on shutdown. Invalid data goes to a dead-letter topic; any other error stops the service
+without committing what it was doing (a restart redoes it: at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from services.common.clock import Clock, SystemClock
+from services.common.config import KafkaSettings
+from services.common.errors import InvalidData
+from services.common.kafka.dlq import dead_letter
+from services.common.kafka.offsets import OffsetTracker, TopicPartitionKey
+from services.common.kafka.producer import AsyncProducer
+from services.common.kafka.records import DueAt, Handler, Inbound
+from services.common.kafka.settings import consumer_config
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One consumer group: which topics, which handler, where dead letters go."""
+
+    name: str
+    group_id: str
+    topics: list[str]
+    handler: Handler
+    dlq_topic: str
+    due_at: DueAt | None = None
+    max_in_flight: int | None = None
+
+
+class LaneRunner:
+    def __init__(
+        self,
+        *,
+        lane: Lane,
+        settings: KafkaSettings,
+        producer: AsyncProducer,
+        stop: asyncio.Event,
+        clock: Clock | None = None,
+    ) -> None:
+        self._lane = lane
+        self._settings = settings
+        self._producer = producer
+        self._stop = stop
+        self._clock = clock or SystemClock()
+        self._max_in_flight = lane.max_in_flight or settings.max_in_flight
+        self._tracker = OffsetTracker()
+        self._assigned: set[TopicPartitionKey] = set()
+        self._paused: dict[TopicPartitionKey, tuple[int, int]] = {}  # tp -> (offset, due ms)
+        self._committed: dict[TopicPartitionKey, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"consumer-{lane.name}")
+        self._consumer: Consumer | None = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Every consumer call runs on the lane's own thread: librdkafka consumers are not
+        meant to be shared across threads, and a blocking poll must not stall the loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def _make_consumer(self) -> Consumer:
+        conf = consumer_config(self._settings, group_id=self._lane.group_id)
+        consumer = Consumer(conf)
+        consumer.subscribe(
+            self._lane.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        return consumer
+
+    async def run(self) -> None:
+        self._consumer = await self._call(self._make_consumer)
+        log.info("lane_started", lane=self._lane.name, topics=self._lane.topics)
+        try:
+            await self._consume_until_stopped()
+        finally:
+            await self._shutdown()
+        if self._failure is not None:
+            raise self._failure
+
+    async def _consume_until_stopped(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        last_commit = time.monotonic()
+        while not self._stop.is_set() and self._failure is None:
+            await self._resume_due()
+            room = self._max_in_flight - len(self._tasks)
+            if room <= 0:
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 0.1)
+                continue
+            batch = min(room, self._settings.consume_batch)
+            messages: list[Message] = await self._call(consumer.consume, batch, 0.1)
+            await self._dispatch(messages)
+            if time.monotonic() - last_commit >= self._settings.commit_interval_s:
+                await self._commit()
+                last_commit = time.monotonic()
+
+    async def _dispatch(self, messages: list[Message]) -> None:
+        now = self._clock.now_ms()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer_error", lane=self._lane.name, error=str(error))
+                continue
+            inbound = _inbound(message)
+            tp = (inbound.topic, inbound.partition)
+            if tp in self._paused:
+                continue  # fetched before the pause; re-read from the paused offset later
+            due = self._lane.due_at(inbound) if self._lane.due_at else None
+            if due is not None and due > now:
+                await self._pause_until(tp, inbound.offset, due)
+                continue
+            self._tracker.begin(tp, inbound.offset)
+            task = asyncio.create_task(self._process(tp, inbound))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, tp: TopicPartitionKey, inbound: Inbound) -> None:
+        try:
+            try:
+                outputs = list(await self._lane.handler(inbound))
+            except InvalidData as exc:
+                log.warning(
+                    "dead_lettered",
+                    lane=self._lane.name,
+                    topic=inbound.topic,
+                    partition=inbound.partition,
+                    offset=inbound.offset,
+                    error_class=type(exc).__name__,
+                    error=str(exc)[:300],
+                )
+                outputs = [dead_letter(inbound, exc, topic=self._lane.dlq_topic)]
+            await self._producer.produce_all(outputs)
+        except Exception as exc:  # crash without committing; a restart redoes this message
+            if self._failure is None:
+                self._failure = exc
+                log.error(
+                    "lane_failed",
+                    lane=self._lane.name,
+                    topic=inbound.topic,
+                    offset=inbound.offset,
+                    exc_info=exc,
+                )
+            self._stop.set()
+            return
+        finally:
+            self._room.set()
+        self._tracker.done(tp, inbound.offset)
+
+    async def _pause_until(self, tp: TopicPartitionKey, offset: int, due_ms: int) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        self._paused[tp] = (offset, due_ms)
+        await self._call(consumer.pause, [TopicPartition(tp[0], tp[1])])
+
+    async def _resume_due(self) -> None:
+        if not self._paused:
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        now = self._clock.now_ms()
+        for tp, (offset, due) in list(self._paused.items()):
+            if due > now:
+                continue
+            del self._paused[tp]
+
+            def resume(tp: TopicPartitionKey = tp, offset: int = offset) -> None:
+                consumer.resume([TopicPartition(tp[0], tp[1])])
+                # Messages behind the paused one may have been fetched and dropped: re-read.
+                consumer.seek(TopicPartition(tp[0], tp[1], offset))
+
+            await self._call(resume)
+
+    async def _commit(self, tps: list[TopicPartitionKey] | None = None) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        await self._call(self._commit_now, consumer, tps)
+
+    def _commit_now(self, consumer: Consumer, tps: list[TopicPartitionKey] | None) -> None:
+        """Runs on the consumer thread (also from inside rebalance callbacks)."""
+        wanted = tps if tps is not None else list(self._assigned)
+        offsets = self._tracker.committable(wanted)
+        changed = [
+            TopicPartition(t, p, o)
+            for (t, p), o in offsets.items()
+            if self._committed.get((t, p)) != o
+        ]
+        if not changed:
+            return
+        try:
+            consumer.commit(offsets=changed, asynchronous=False)
+        except KafkaException as exc:  # e.g. mid-rebalance: the new owner redoes the work
+            log.warning("commit_failed", lane=self._lane.name, error=str(exc))
+            return
+        for tp in changed:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((p.topic, p.partition) for p in partitions)
+        log.info(
+            "partitions_assigned",
+            lane=self._lane.name,
+            partitions=[f"{p.topic}[{p.partition}]" for p in partitions],
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        if self._failure is None:
+            self._commit_now(consumer, tps)
+        self._drop(tps)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop([(p.topic, p.partition) for p in partitions])
+
+    def _drop(self, tps: list[TopicPartitionKey]) -> None:
+        self._tracker.forget(tps)
+        for tp in tps:
+            self._assigned.discard(tp)
+            self._paused.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    async def _shutdown(self) -> None:
+        consumer = self._consumer
+        if self._failure is None and self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._settings.drain_timeout_s)
+        if self._failure is None and consumer is not None:
+            await self._commit()
+        for task in list(self._tasks):
+            task.cancel()
+        if consumer is not None:
+            await self._call(consumer.close)
+        self._executor.shutdown(wait=False)
+        log.info("lane_stopped", lane=self._lane.name, failed=self._failure is not None)
+
+
+def _inbound(message: Message) -> Inbound:
+    _kind, ts = message.timestamp()
+    raw = message.headers() or []
+    pairs = list(raw.items()) if isinstance(raw, dict) else list(raw)
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    key, value = message.key(), message.value()
+    return Inbound(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key.encode() if isinstance(key, str) else key,
+        value=(value.encode() if isinstance(value, str) else value) or b"",
+        timestamp_ms=ts,
+        headers=[(str(k), _as_bytes(v)) for k, v in pairs],
+    )
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else b""
+
+
+async def run_lanes(
+    *, lanes: list[Lane], settings: KafkaSettings, producer: AsyncProducer, stop: asyncio.Event
+) -> None:
+    """Runs lanes side by side until stop is set or one fails; a failure stops them all,
+    the others committing what they finished, and is raised once all have stopped."""
+    runners = [
+        LaneRunner(lane=lane, settings=settings, producer=producer, stop=stop) for lane in lanes
+    ]
+    results = await asyncio.gather(*(r.run() for r in runners), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]

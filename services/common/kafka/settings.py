@@ -1,0 +1,53 @@
+"""librdkafka configuration dictionaries built from KafkaSettings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common.config import KafkaSettings
+
+
+def _common(s: KafkaSettings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "client.id": s.client_id,
+        "security.protocol": s.security_protocol,
+    }
+    optional = {
+        "sasl.mechanism": s.sasl_mechanism,
+        "sasl.username": s.sasl_username,
+        "sasl.password": s.sasl_password.get_secret_value() if s.sasl_password else None,
+        "ssl.ca.location": s.ssl_ca_location,
+        "ssl.certificate.location": s.ssl_certificate_location,
+        "ssl.key.location": s.ssl_key_location,
+        "ssl.key.password": s.ssl_key_password.get_secret_value() if s.ssl_key_password else None,
+    }
+    conf.update({k: v for k, v in optional.items() if v is not None})
+    return conf
+
+
+def producer_config(s: KafkaSettings) -> dict[str, Any]:
+    return _common(s) | {
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": s.linger_ms,
+        "compression.type": "lz4",
+        # Fail loudly instead of retrying forever: an undelivered output crashes the service.
+        "delivery.timeout.ms": 120_000,
+    }
+
+
+def consumer_config(s: KafkaSettings, *, group_id: str) -> dict[str, Any]:
+    return _common(s) | {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": s.session_timeout_ms,
+        "fetch.wait.max.ms": 50,
+        "enable.partition.eof": False,
+    }
+
+
+def admin_config(s: KafkaSettings) -> dict[str, Any]:
+    return _common(s)

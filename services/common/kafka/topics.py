@@ -1,0 +1,88 @@
+"""Every topic name mailstream uses, and how each is provisioned. Names live only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import KafkaSettings
+from services.common.priority import PRIORITIES, Priority
+
+# Retry tiers of the delay topics, in seconds; the last tier is reused for later attempts.
+DELAY_TIERS_S: tuple[int, ...] = (60, 300, 1200, 3600, 14400)
+
+
+def delay_tier_name(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = ""
+    delay_tiers_s: tuple[int, ...] = DELAY_TIERS_S
+
+    def requested(self, priority: Priority) -> str:
+        return f"{self.prefix}email.requested.{priority.slug}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}email.events"
+
+    @property
+    def requests_dlq(self) -> str:
+        return f"{self.prefix}email.requested.dlq"
+
+    @property
+    def internal_dlq(self) -> str:
+        return f"{self.prefix}mailstream.internal.dlq"
+
+    def route(self, priority: Priority) -> str:
+        """ingest -> router: accepted requests."""
+        return f"{self.prefix}mailstream.route.{priority.slug}"
+
+    def deliver(self, priority: Priority) -> str:
+        """router -> sender: one delivery task per recipient."""
+        return f"{self.prefix}mailstream.deliver.{priority.slug}"
+
+    @property
+    def status(self) -> str:
+        """every service -> event-publisher: steps that become public events."""
+        return f"{self.prefix}mailstream.status"
+
+    def delay(self, tier_s: int) -> str:
+        """Tasks waiting for a retry or a send_at; consumed with partitions paused until due."""
+        return f"{self.prefix}mailstream.delay.{delay_tier_name(tier_s)}"
+
+    def delay_tier_of(self, topic: str) -> int:
+        for tier in self.delay_tiers_s:
+            if self.delay(tier) == topic:
+                return tier
+        raise KeyError(topic)
+
+    @property
+    def delays(self) -> list[str]:
+        return [self.delay(t) for t in self.delay_tiers_s]
+
+    def specs(self, settings: KafkaSettings) -> list[TopicSpec]:
+        n = settings.partitions
+        requests = {"retention.ms": str(settings.requests_retention_ms)}
+        internal = {"retention.ms": str(settings.requests_retention_ms)}
+        specs = [TopicSpec(self.requested(p), n, requests) for p in PRIORITIES]
+        specs += [TopicSpec(self.route(p), n, internal) for p in PRIORITIES]
+        specs += [TopicSpec(self.deliver(p), n, internal) for p in PRIORITIES]
+        specs += [TopicSpec(self.delay(t), n, internal) for t in self.delay_tiers_s]
+        specs += [
+            TopicSpec(self.status, n, internal),
+            TopicSpec(self.events, n, {"retention.ms": str(settings.events_retention_ms)}),
+            TopicSpec(self.requests_dlq, 1, requests),
+            TopicSpec(self.internal_dlq, 1, internal),
+        ]
+        return specs

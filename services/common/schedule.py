@@ -1,0 +1,62 @@
+"""When the next delivery attempt is due: a pure function of policy, attempt and age."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import CommonSettings
+from services.common.priority import Priority
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    tiers_s: tuple[int, ...]
+    max_age_s: dict[Priority, int]
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> RetryPolicy:
+        return cls(
+            tiers_s=settings.delay_tiers_s,
+            max_age_s={
+                Priority.CRITICAL: settings.max_age_critical_s,
+                Priority.TRANSACTIONAL: settings.max_age_transactional_s,
+                Priority.BULK: settings.max_age_bulk_s,
+            },
+        )
+
+    def deadline_ms(self, *, priority: Priority, accepted_at: int, expires_at: int | None) -> int:
+        deadline = accepted_at + self.max_age_s[priority] * 1000
+        return min(deadline, expires_at) if expires_at is not None else deadline
+
+    def tier_for_delay(self, delay_s: float) -> int:
+        """The shortest tier at least delay_s long (the last tier if none is)."""
+        for tier in self.tiers_s:
+            if tier >= delay_s:
+                return tier
+        return self.tiers_s[-1]
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    tier_s: int
+    due_ms: int
+
+
+def next_attempt(
+    policy: RetryPolicy,
+    *,
+    priority: Priority,
+    attempt: int,
+    accepted_at: int,
+    expires_at: int | None,
+    now_ms: int,
+    retry_after_s: int | None = None,
+) -> NextAttempt | None:
+    """attempt = attempts made so far (>= 1). None: the message may not be tried again."""
+    tier = policy.tiers_s[min(max(attempt, 1) - 1, len(policy.tiers_s) - 1)]
+    if retry_after_s is not None and retry_after_s > tier:
+        tier = policy.tier_for_delay(retry_after_s)
+    due = now_ms + tier * 1000
+    if due >= policy.deadline_ms(priority=priority, accepted_at=accepted_at, expires_at=expires_at):
+        return None
+    return NextAttempt(tier_s=tier, due_ms=due)

@@ -1,0 +1,46 @@
+"""Building the StatusUpdate records every service sends to the event-publisher."""
+
+from __future__ import annotations
+
+from services.common.avro.records import Bounce, EventType, SmtpReply, StatusUpdate
+from services.common.avro.serde import RecordSerde
+from services.common.kafka.records import Output
+from services.common.priority import Priority
+
+
+class StatusEmitter:
+    def __init__(self, *, serde: RecordSerde, topic: str) -> None:
+        self._serde = serde
+        self._topic = topic
+
+    def output(
+        self,
+        *,
+        message_id: str,
+        tenant_id: str,
+        priority: Priority,
+        type: EventType,
+        occurred_at: int,
+        recipient: str | None = None,
+        attempt: int = 0,
+        reason: str | None = None,
+        smtp: SmtpReply | None = None,
+        bounce: Bounce | None = None,
+        next_attempt_at: int | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Output:
+        update = StatusUpdate(
+            message_id=message_id,
+            tenant_id=tenant_id,
+            priority=priority,
+            type=type,
+            occurred_at=occurred_at,
+            attempt=attempt,
+            recipient=recipient,
+            reason=reason,
+            smtp=smtp,
+            bounce=bounce,
+            next_attempt_at=next_attempt_at,
+            tags=tags or {},
+        )
+        return Output(topic=self._topic, key=message_id.encode(), value=self._serde.encode(update))

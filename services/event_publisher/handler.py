@@ -1,0 +1,57 @@
+"""event-publisher: internal status updates become public EmailEvents and the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.common.avro.records import EmailEvent, StatusUpdate
+from services.common.avro.serde import RecordSerde
+from services.common.kafka.records import Inbound, Output
+from services.common.kafka.topics import Topics
+from services.common.logging import get_logger
+from services.common.retry import with_retries
+from services.event_publisher.event_id import event_id
+from services.event_publisher.timeline import Timeline
+
+log = get_logger(__name__)
+
+
+class EventPublisherHandler:
+    def __init__(self, *, serde: RecordSerde, topics: Topics, timeline: Timeline) -> None:
+        self._serde = serde
+        self._topics = topics
+        self._timeline = timeline
+
+    async def __call__(self, inbound: Inbound) -> Sequence[Output]:
+        update = self._serde.decode(StatusUpdate, inbound.value)
+        event = EmailEvent(
+            event_id=event_id(update),
+            message_id=update.message_id,
+            tenant_id=update.tenant_id,
+            priority=update.priority,
+            type=update.type,
+            occurred_at=update.occurred_at,
+            attempt=update.attempt,
+            recipient=update.recipient,
+            reason=update.reason,
+            smtp=update.smtp,
+            bounce=update.bounce,
+            next_attempt_at=update.next_attempt_at,
+            tags=update.tags,
+        )
+        # The timeline first: once the public event is out, support can always trace it.
+        await with_retries("timeline_write", lambda: self._timeline.record(event))
+        log.info(
+            "event_published",
+            message_id=event.message_id,
+            type=event.type.value,
+            recipient=event.recipient,
+            reason=event.reason,
+        )
+        return [
+            Output(
+                topic=self._topics.events,
+                key=event.message_id.encode(),
+                value=self._serde.encode(event),
+            )
+        ]

@@ -1,0 +1,23 @@
+"""Composition root of the event-publisher."""
+
+from __future__ import annotations
+
+from services.common.kafka.runner import Lane
+from services.common.kernel import Kernel
+from services.event_publisher.handler import EventPublisherHandler
+from services.event_publisher.timeline import Timeline
+
+
+def build_lanes(kernel: Kernel) -> list[Lane]:
+    handler = EventPublisherHandler(
+        serde=kernel.serde, topics=kernel.topics, timeline=Timeline(session=kernel.cassandra)
+    )
+    return [
+        Lane(
+            name="event-publisher",
+            group_id=f"{kernel.topics.prefix}mailstream-events",
+            topics=[kernel.topics.status],
+            handler=handler,
+            dlq_topic=kernel.topics.internal_dlq,
+        )
+    ]

@@ -1,0 +1,141 @@
+"""ingest: decode, validate, deduplicate, check suppression, accept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from services.common.avro.records import AcceptedRequest, EmailRequested, EventType
+from services.common.avro.serde import RecordSerde
+from services.common.clock import Clock
+from services.common.kafka.records import Inbound, Output
+from services.common.kafka.topics import Topics
+from services.common.logging import get_logger
+from services.common.priority import Priority
+from services.common.status import StatusEmitter
+from services.ingest import reasons
+from services.ingest.idempotency import Claim, IdempotencyStore
+from services.ingest.suppression import SuppressionList
+from services.ingest.tenants import TenantDirectory
+from services.ingest.validation import validate
+
+log = get_logger(__name__)
+
+
+class IngestHandler:
+    def __init__(
+        self,
+        *,
+        priority: Priority,
+        serde: RecordSerde,
+        topics: Topics,
+        status: StatusEmitter,
+        tenants: TenantDirectory,
+        claims: IdempotencyStore,
+        suppressions: SuppressionList,
+        clock: Clock,
+        max_request_bytes: int,
+    ) -> None:
+        self._priority = priority
+        self._serde = serde
+        self._topics = topics
+        self._status = status
+        self._tenants = tenants
+        self._claims = claims
+        self._suppressions = suppressions
+        self._clock = clock
+        self._max_request_bytes = max_request_bytes
+
+    async def __call__(self, inbound: Inbound) -> Sequence[Output]:
+        request = self._serde.decode(EmailRequested, inbound.value)  # InvalidData -> DLQ
+        with structlog.contextvars.bound_contextvars(
+            message_id=request.message_id,
+            tenant_id=request.tenant_id,
+            priority=self._priority.value,
+        ):
+            return await self._ingest(inbound, request)
+
+    async def _ingest(self, inbound: Inbound, request: EmailRequested) -> list[Output]:
+        now = self._clock.now_ms()
+        tenant = await self._tenants.get(request.tenant_id)
+        verdict = validate(
+            request, tenant, encoded_size=len(inbound.value), max_bytes=self._max_request_bytes
+        )
+        if verdict.rejected_reason is not None:
+            log.info("request_rejected", reason=verdict.rejected_reason, detail=verdict.detail)
+            return [self._event(request, EventType.REJECTED, now, reason=verdict.rejected_reason)]
+
+        claim = await self._claims.claim(
+            tenant_id=request.tenant_id,
+            message_id=request.message_id,
+            claimed_by=f"{inbound.topic}:{inbound.partition}:{inbound.offset}",
+            priority=self._priority.value,
+            recipients=verdict.recipients,
+            accepted_at=now,
+        )
+        if claim is Claim.DUPLICATE:
+            log.info("duplicate_dropped")
+            return []
+
+        outputs = [
+            self._event(request, EventType.REJECTED, now, recipient=address, reason=reason)
+            for address, reason in verdict.invalid_recipients
+        ]
+        if request.expires_at is not None and request.expires_at <= now:
+            outputs += [
+                self._event(request, EventType.EXPIRED, now, recipient=r, reason=reasons.EXPIRED)
+                for r in verdict.recipients
+            ]
+            return outputs
+        suppressed = await self._suppressions.suppressed(
+            request.tenant_id, [r.lower() for r in verdict.recipients], now_ms=now
+        )
+        deliverable = []
+        for recipient in verdict.recipients:
+            if recipient.lower() in suppressed:
+                outputs.append(
+                    self._event(
+                        request,
+                        EventType.SUPPRESSED,
+                        now,
+                        recipient=recipient,
+                        reason=reasons.SUPPRESSED,
+                    )
+                )
+            else:
+                deliverable.append(recipient)
+                outputs.append(self._event(request, EventType.ACCEPTED, now, recipient=recipient))
+        if deliverable:
+            accepted = AcceptedRequest(
+                request=request, priority=self._priority, recipients=deliverable, accepted_at=now
+            )
+            outputs.append(
+                Output(
+                    topic=self._topics.route(self._priority),
+                    key=request.message_id.encode(),
+                    value=self._serde.encode(accepted),
+                )
+            )
+        log.info("request_accepted", recipients=len(deliverable), replay=claim is Claim.REPLAY)
+        return outputs
+
+    def _event(
+        self,
+        request: EmailRequested,
+        type: EventType,
+        now: int,
+        *,
+        recipient: str | None = None,
+        reason: str | None = None,
+    ) -> Output:
+        return self._status.output(
+            message_id=request.message_id,
+            tenant_id=request.tenant_id,
+            priority=self._priority,
+            type=type,
+            occurred_at=now,
+            recipient=recipient,
+            reason=reason,
+            tags=request.tags,
+        )

@@ -1,0 +1,38 @@
+"""The tenants ingest knows, read from Cassandra and cached briefly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from services.common.cassandra.session import AsyncSession
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    sender_domains: frozenset[str]
+
+
+class TenantDirectory:
+    def __init__(self, *, session: AsyncSession, ttl_s: float = 10.0) -> None:
+        self._session = session
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+
+    async def get(self, tenant_id: str) -> Tenant | None:
+        hit = self._cache.get(tenant_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        rows = await self._session.execute(
+            "SELECT tenant_id, sender_domains FROM tenants WHERE tenant_id = ?", (tenant_id,)
+        )
+        tenant = (
+            Tenant(rows[0].tenant_id, frozenset(d.lower() for d in rows[0].sender_domains or ()))
+            if rows
+            else None
+        )
+        # Unknown tenants are cached for a second only, so a tenant just applied is seen soon.
+        self._cache[tenant_id] = (now - (self._ttl_s - 1.0 if tenant is None else 0.0), tenant)
+        return tenant

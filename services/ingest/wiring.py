@@ -1,0 +1,43 @@
+"""Composition root of ingest: one lane per priority, so bulk backlog never delays critical."""
+
+from __future__ import annotations
+
+from services.common.kafka.runner import Lane
+from services.common.kernel import Kernel
+from services.common.priority import PRIORITIES
+from services.ingest.config import IngestSettings
+from services.ingest.handler import IngestHandler
+from services.ingest.idempotency import IdempotencyStore
+from services.ingest.suppression import SuppressionList
+from services.ingest.tenants import TenantDirectory
+
+
+def build_lanes(kernel: Kernel) -> list[Lane]:
+    settings = kernel.settings
+    assert isinstance(settings, IngestSettings)
+    tenants = TenantDirectory(session=kernel.cassandra, ttl_s=settings.ingest.tenant_cache_s)
+    claims = IdempotencyStore(session=kernel.cassandra)
+    suppressions = SuppressionList(session=kernel.cassandra)
+    lanes = []
+    for priority in PRIORITIES:
+        handler = IngestHandler(
+            priority=priority,
+            serde=kernel.serde,
+            topics=kernel.topics,
+            status=kernel.status,
+            tenants=tenants,
+            claims=claims,
+            suppressions=suppressions,
+            clock=kernel.clock,
+            max_request_bytes=settings.max_request_bytes,
+        )
+        lanes.append(
+            Lane(
+                name=f"ingest-{priority.slug}",
+                group_id=f"{kernel.topics.prefix}mailstream-ingest-{priority.slug}",
+                topics=[kernel.topics.requested(priority)],
+                handler=handler,
+                dlq_topic=kernel.topics.requests_dlq,
+            )
+        )
+    return lanes

@@ -1,0 +1,201 @@
+"""router: accepted requests become per-recipient delivery tasks; due delayed tasks go back
+to the sender after a fresh MX lookup."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import structlog
+
+from services.common.avro.records import (
+    AcceptedRequest,
+    Bounce,
+    BounceKind,
+    DeliveryTask,
+    EventType,
+)
+from services.common.avro.serde import RecordSerde
+from services.common.clock import Clock
+from services.common.delay import delayed_output, true_due
+from services.common.kafka.records import Inbound, Output
+from services.common.kafka.topics import Topics
+from services.common.logging import get_logger
+from services.common.schedule import RetryPolicy, next_attempt
+from services.common.status import StatusEmitter
+from services.router import reasons
+from services.router.mime import build_mime
+from services.router.mx import DnsTemporaryFailure, MxResolver, NoRoute
+
+log = get_logger(__name__)
+
+
+class Router:
+    """What both lanes share: route one task to the sender, the delay topics or an outcome."""
+
+    def __init__(
+        self,
+        *,
+        serde: RecordSerde,
+        topics: Topics,
+        status: StatusEmitter,
+        mx: MxResolver,
+        clock: Clock,
+        policy: RetryPolicy,
+        return_path_local: str,
+    ) -> None:
+        self.serde = serde
+        self.topics = topics
+        self.status = status
+        self.mx = mx
+        self.clock = clock
+        self.policy = policy
+        self.return_path_local = return_path_local
+
+    async def route(self, task: DeliveryTask) -> list[Output]:
+        now = self.clock.now_ms()
+        deadline = self.policy.deadline_ms(
+            priority=task.priority, accepted_at=task.accepted_at, expires_at=task.expires_at
+        )
+        if now >= deadline:
+            reason = reasons.EXPIRED if task.expires_at == deadline else reasons.MAX_AGE_EXCEEDED
+            return [self._event(task, EventType.EXPIRED, now, reason=reason)]
+        if task.not_before is not None and task.not_before > now:
+            return [self._delay(task, task.not_before, now)]
+        domain = task.recipient.rsplit("@", 1)[1]
+        try:
+            route = await self.mx.resolve(domain)
+        except NoRoute as exc:
+            return [
+                self._event(
+                    task,
+                    EventType.BOUNCED,
+                    now,
+                    reason=exc.reason,
+                    bounce=Bounce(kind=BounceKind.HARD, category="bad_domain"),
+                )
+            ]
+        except DnsTemporaryFailure as exc:
+            log.warning("dns_temporary_failure", domain=domain, error=str(exc))
+            return self._retry_later(task, now)
+        routed = dataclasses.replace(task, mx_hosts=route.hosts, not_before=None)
+        return [
+            Output(
+                topic=self.topics.deliver(task.priority),
+                key=task.message_id.encode(),
+                value=self.serde.encode(routed),
+            )
+        ]
+
+    def _retry_later(self, task: DeliveryTask, now: int) -> list[Output]:
+        nxt = next_attempt(
+            self.policy,
+            priority=task.priority,
+            attempt=max(task.attempt, 1),
+            accepted_at=task.accepted_at,
+            expires_at=task.expires_at,
+            now_ms=now,
+        )
+        if nxt is None:
+            return [self._event(task, EventType.EXPIRED, now, reason=reasons.MAX_AGE_EXCEEDED)]
+        delayed = dataclasses.replace(task, mx_hosts=[], not_before=nxt.due_ms)
+        return [
+            self._event(
+                task,
+                EventType.DEFERRED,
+                now,
+                reason=reasons.DNS_TEMPORARY_FAILURE,
+                next_attempt_at=nxt.due_ms,
+            ),
+            delayed_output(
+                task=delayed,
+                tier_s=nxt.tier_s,
+                due_ms=nxt.due_ms,
+                topics=self.topics,
+                serde=self.serde,
+            ),
+        ]
+
+    def _delay(self, task: DeliveryTask, due_ms: int, now: int) -> Output:
+        tier = self.policy.tier_for_delay((due_ms - now) / 1000)
+        return delayed_output(
+            task=task, tier_s=tier, due_ms=due_ms, topics=self.topics, serde=self.serde
+        )
+
+    def _event(
+        self,
+        task: DeliveryTask,
+        type: EventType,
+        now: int,
+        *,
+        reason: str | None = None,
+        bounce: Bounce | None = None,
+        next_attempt_at: int | None = None,
+    ) -> Output:
+        return self.status.output(
+            message_id=task.message_id,
+            tenant_id=task.tenant_id,
+            priority=task.priority,
+            type=type,
+            occurred_at=now,
+            recipient=task.recipient,
+            attempt=task.attempt,
+            reason=reason,
+            bounce=bounce,
+            next_attempt_at=next_attempt_at,
+            tags=task.tags,
+        )
+
+
+class AcceptedHandler:
+    def __init__(self, *, router: Router) -> None:
+        self._router = router
+
+    async def __call__(self, inbound: Inbound) -> Sequence[Output]:
+        accepted = self._router.serde.decode(AcceptedRequest, inbound.value)
+        request = accepted.request
+        with structlog.contextvars.bound_contextvars(
+            message_id=request.message_id, tenant_id=request.tenant_id
+        ):
+            # Templates arrive with the pipeline issue; inline content is used as given.
+            mime = build_mime(
+                request,
+                subject=request.subject,
+                text=request.text_body,
+                html=request.html_body,
+                accepted_at=accepted.accepted_at,
+            )
+            sender_domain = request.from_address.rsplit("@", 1)[1]
+            outputs: list[Output] = []
+            for recipient in accepted.recipients:
+                task = DeliveryTask(
+                    message_id=request.message_id,
+                    tenant_id=request.tenant_id,
+                    priority=accepted.priority,
+                    recipient=recipient,
+                    mail_from=f"{self._router.return_path_local}@{sender_domain}",
+                    mx_hosts=[],
+                    mime=mime,
+                    sender_domain=sender_domain,
+                    attempt=0,
+                    accepted_at=accepted.accepted_at,
+                    expires_at=request.expires_at,
+                    not_before=request.send_at,
+                    tags=request.tags,
+                )
+                outputs += await self._router.route(task)
+            return outputs
+
+
+class DelayedHandler:
+    """Consumes the delay topics; the runner holds each partition until its head is due."""
+
+    def __init__(self, *, router: Router) -> None:
+        self._router = router
+
+    async def __call__(self, inbound: Inbound) -> Sequence[Output]:
+        task = self._router.serde.decode(DeliveryTask, inbound.value)
+        due = true_due(inbound)
+        if task.not_before is None or task.not_before < due:
+            task = dataclasses.replace(task, not_before=due)
+        return await self._router.route(task)

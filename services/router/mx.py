@@ -1,0 +1,85 @@
+"""MX resolution with dnspython: preference order, implicit MX, null MX, TTL-honouring cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from services.router.config import DnsSettings
+
+
+class NoRoute(Exception):
+    """The domain can never receive mail: a permanent failure with a reason code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DnsTemporaryFailure(Exception):
+    """SERVFAIL, timeout or no answer from any server: try again later."""
+
+
+@dataclass(frozen=True)
+class MxRoute:
+    hosts: list[str]  # in preference order
+
+
+class MxResolver:
+    def __init__(self, *, settings: DnsSettings) -> None:
+        if settings.nameservers:
+            self._resolver = dns.asyncresolver.Resolver(configure=False)
+            self._resolver.nameservers = [s.strip() for s in settings.nameservers.split(",")]
+            self._resolver.port = settings.port
+        else:
+            self._resolver = dns.asyncresolver.Resolver()
+        self._resolver.lifetime = settings.timeout_s
+        self._max_ttl = settings.max_cache_ttl_s
+        self._cache: dict[str, tuple[float, MxRoute | NoRoute]] = {}
+
+    async def resolve(self, domain: str) -> MxRoute:
+        domain = domain.lower().rstrip(".")
+        hit = self._cache.get(domain)
+        if hit is not None and hit[0] > time.monotonic():
+            if isinstance(hit[1], NoRoute):
+                raise hit[1]
+            return hit[1]
+        try:
+            route, ttl = await self._lookup(domain)
+        except NoRoute as exc:
+            self._cache[domain] = (time.monotonic() + 60, exc)
+            raise
+        self._cache[domain] = (time.monotonic() + min(ttl, self._max_ttl), route)
+        return route
+
+    async def _lookup(self, domain: str) -> tuple[MxRoute, int]:
+        try:
+            answer = await self._resolver.resolve(domain, "MX")
+        except dns.resolver.NXDOMAIN:
+            raise NoRoute("no_such_domain") from None
+        except dns.resolver.NoAnswer:
+            return await self._implicit_mx(domain)
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+            raise DnsTemporaryFailure(f"MX {domain}: {type(exc).__name__}") from exc
+        records = sorted(answer, key=lambda r: r.preference)
+        if len(records) == 1 and str(records[0].exchange) == ".":
+            raise NoRoute("null_mx")  # RFC 7505: the domain accepts no mail
+        hosts = [str(r.exchange).rstrip(".") for r in records if str(r.exchange) != "."]
+        return MxRoute(hosts), answer.rrset.ttl if answer.rrset is not None else 300
+
+    async def _implicit_mx(self, domain: str) -> tuple[MxRoute, int]:
+        """RFC 5321 5.1: no MX records, so the domain's own address record is the MX."""
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self._resolver.resolve(domain, rdtype)
+            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+                continue
+            except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+                raise DnsTemporaryFailure(f"{rdtype} {domain}: {type(exc).__name__}") from exc
+            return MxRoute([domain]), answer.rrset.ttl if answer.rrset is not None else 300
+        raise NoRoute("no_mx")

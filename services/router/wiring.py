@@ -1,0 +1,48 @@
+"""Composition root of the router: a lane per priority plus one lane over the delay topics."""
+
+from __future__ import annotations
+
+from services.common.delay import make_due_at
+from services.common.kafka.runner import Lane
+from services.common.kernel import Kernel
+from services.common.priority import PRIORITIES
+from services.common.schedule import RetryPolicy
+from services.router.config import RouterSettings
+from services.router.handler import AcceptedHandler, DelayedHandler, Router
+from services.router.mx import MxResolver
+
+
+def build_lanes(kernel: Kernel) -> list[Lane]:
+    settings = kernel.settings
+    assert isinstance(settings, RouterSettings)
+    topics = kernel.topics
+    router = Router(
+        serde=kernel.serde,
+        topics=topics,
+        status=kernel.status,
+        mx=MxResolver(settings=settings.dns),
+        clock=kernel.clock,
+        policy=RetryPolicy.from_settings(settings),
+        return_path_local=settings.router.return_path_local,
+    )
+    lanes = [
+        Lane(
+            name=f"router-{p.slug}",
+            group_id=f"{topics.prefix}mailstream-router-{p.slug}",
+            topics=[topics.route(p)],
+            handler=AcceptedHandler(router=router),
+            dlq_topic=topics.internal_dlq,
+        )
+        for p in PRIORITIES
+    ]
+    lanes.append(
+        Lane(
+            name="router-delay",
+            group_id=f"{topics.prefix}mailstream-router-delay",
+            topics=topics.delays,
+            handler=DelayedHandler(router=router),
+            dlq_topic=topics.internal_dlq,
+            due_at=make_due_at(topics),
+        )
+    )
+    return lanes

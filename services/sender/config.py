@@ -1,0 +1,23 @@
+"""Settings of the sender."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.config import CommonSettings
+
+
+class SmtpSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    # 25 in production; the local stack points it at the dev inbox.
+    port: int = 25
+    helo_name: str = "mailstream.localhost"
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 60.0
+    # Connections kept open per MX host, and messages sent over one before it is renewed.
+    connections_per_host: int = 10
+    messages_per_connection: int = 100
+
+
+class SenderSettings(CommonSettings):
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)

@@ -1,0 +1,180 @@
+"""sender: one SMTP transaction per task, classified into an outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import structlog
+
+from services.common.avro.records import Bounce, DeliveryTask, EventType, SmtpReply
+from services.common.avro.serde import RecordSerde
+from services.common.clock import Clock
+from services.common.delay import delayed_output
+from services.common.kafka.records import Inbound, Output
+from services.common.kafka.topics import Topics
+from services.common.logging import get_logger
+from services.common.retry import with_retries
+from services.common.schedule import RetryPolicy, next_attempt
+from services.common.status import StatusEmitter
+from services.sender.deliveries import DeliveryLedger
+from services.sender.outcome import Outcome, classify, enhanced_code
+from services.sender.smtp import Attempt, SmtpPool
+
+log = get_logger(__name__)
+
+
+class SenderHandler:
+    def __init__(
+        self,
+        *,
+        serde: RecordSerde,
+        topics: Topics,
+        status: StatusEmitter,
+        pool: SmtpPool,
+        ledger: DeliveryLedger,
+        clock: Clock,
+        policy: RetryPolicy,
+    ) -> None:
+        self._serde = serde
+        self._topics = topics
+        self._status = status
+        self._pool = pool
+        self._ledger = ledger
+        self._clock = clock
+        self._policy = policy
+
+    async def __call__(self, inbound: Inbound) -> Sequence[Output]:
+        task = self._serde.decode(DeliveryTask, inbound.value)
+        with structlog.contextvars.bound_contextvars(
+            message_id=task.message_id, tenant_id=task.tenant_id, recipient=task.recipient
+        ):
+            return await self._deliver(task)
+
+    async def _deliver(self, task: DeliveryTask) -> list[Output]:
+        if await with_retries(
+            "ledger_read",
+            lambda: self._ledger.delivered(
+                tenant_id=task.tenant_id, message_id=task.message_id, recipient=task.recipient
+            ),
+        ):
+            log.info("already_delivered_skipped")
+            return []
+        attempt = await self._attempt(task)
+        now = self._clock.now_ms()
+        number = task.attempt + 1
+        verdict = classify(attempt.code, attempt.text, connection_error=attempt.connection_error)
+        reply = SmtpReply(
+            code=attempt.code or 0,
+            text=attempt.text,
+            enhanced_code=enhanced_code(attempt.text),
+            mx_host=attempt.mx_host,
+            tls_version=attempt.tls_version,
+        )
+        if verdict.outcome is Outcome.DELIVERED:
+            await with_retries(
+                "ledger_write",
+                lambda: self._ledger.record(
+                    tenant_id=task.tenant_id,
+                    message_id=task.message_id,
+                    recipient=task.recipient,
+                    at_ms=now,
+                    mx_host=attempt.mx_host,
+                    reply=attempt.text,
+                ),
+            )
+            log.info("delivered", mx_host=attempt.mx_host, attempt=number)
+            return [self._event(task, EventType.DELIVERED, now, number, smtp=reply)]
+        if verdict.outcome is Outcome.BOUNCED:
+            log.info("bounced", code=attempt.code, category=verdict.category)
+            assert verdict.bounce_kind is not None
+            return [
+                self._event(
+                    task,
+                    EventType.BOUNCED,
+                    now,
+                    number,
+                    smtp=reply,
+                    reason=verdict.category,
+                    bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
+                )
+            ]
+        nxt = next_attempt(
+            self._policy,
+            priority=task.priority,
+            attempt=number,
+            accepted_at=task.accepted_at,
+            expires_at=task.expires_at,
+            now_ms=now,
+        )
+        if nxt is None:
+            log.info("expired_after_deferral", attempt=number, category=verdict.category)
+            return [
+                self._event(
+                    task, EventType.EXPIRED, now, number, smtp=reply, reason="max_age_exceeded"
+                )
+            ]
+        log.info(
+            "delivery_deferred",
+            attempt=number,
+            category=verdict.category,
+            next_attempt_at=nxt.due_ms,
+        )
+        retry = dataclasses.replace(task, attempt=number, not_before=nxt.due_ms, mx_hosts=[])
+        return [
+            self._event(
+                task,
+                EventType.DEFERRED,
+                now,
+                number,
+                smtp=reply,
+                reason=verdict.category,
+                next_attempt_at=nxt.due_ms,
+            ),
+            delayed_output(
+                task=retry,
+                tier_s=nxt.tier_s,
+                due_ms=nxt.due_ms,
+                topics=self._topics,
+                serde=self._serde,
+            ),
+        ]
+
+    async def _attempt(self, task: DeliveryTask) -> Attempt:
+        """Tries the MX hosts in preference order, moving on only when a host gave no reply."""
+        last = Attempt(mx_host="", code=None, text="no MX host to try", connection_error="routing")
+        for host in task.mx_hosts:
+            last = await self._pool.send(
+                host=host, mail_from=task.mail_from, recipient=task.recipient, data=task.mime
+            )
+            if last.code is not None:
+                return last
+            log.info("mx_unreachable", mx_host=host, error=last.text)
+        return last
+
+    def _event(
+        self,
+        task: DeliveryTask,
+        type: EventType,
+        now: int,
+        attempt: int,
+        *,
+        smtp: SmtpReply | None = None,
+        reason: str | None = None,
+        bounce: Bounce | None = None,
+        next_attempt_at: int | None = None,
+    ) -> Output:
+        return self._status.output(
+            message_id=task.message_id,
+            tenant_id=task.tenant_id,
+            priority=task.priority,
+            type=type,
+            occurred_at=now,
+            recipient=task.recipient,
+            attempt=attempt,
+            reason=reason,
+            smtp=smtp,
+            bounce=bounce,
+            next_attempt_at=next_attempt_at,
+            tags=task.tags,
+        )

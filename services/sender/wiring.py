@@ -1,0 +1,37 @@
+"""Composition root of the sender: a lane per priority over one shared SMTP pool."""
+
+from __future__ import annotations
+
+from services.common.kafka.runner import Lane
+from services.common.kernel import Kernel
+from services.common.priority import PRIORITIES
+from services.common.schedule import RetryPolicy
+from services.sender.config import SenderSettings
+from services.sender.deliveries import DeliveryLedger
+from services.sender.handler import SenderHandler
+from services.sender.smtp import SmtpPool
+
+
+def build_lanes(kernel: Kernel) -> list[Lane]:
+    settings = kernel.settings
+    assert isinstance(settings, SenderSettings)
+    topics = kernel.topics
+    handler = SenderHandler(
+        serde=kernel.serde,
+        topics=topics,
+        status=kernel.status,
+        pool=SmtpPool(settings=settings.smtp),
+        ledger=DeliveryLedger(session=kernel.cassandra),
+        clock=kernel.clock,
+        policy=RetryPolicy.from_settings(settings),
+    )
+    return [
+        Lane(
+            name=f"sender-{p.slug}",
+            group_id=f"{topics.prefix}mailstream-sender-{p.slug}",
+            topics=[topics.deliver(p)],
+            handler=handler,
+            dlq_topic=topics.internal_dlq,
+        )
+        for p in PRIORITIES
+    ]

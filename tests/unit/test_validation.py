@@ -1,0 +1,111 @@
+import pytest
+
+from services.common.avro.records import EmailRequested, Recipient
+from services.ingest import reasons
+from services.ingest.headers_policy import header_allowed, unsafe_text
+from services.ingest.tenants import Tenant
+from services.ingest.validation import normalize_address, validate
+
+TENANT = Tenant("acme", frozenset({"acme.example"}))
+
+
+def request(**overrides: object) -> EmailRequested:
+    fields: dict[str, object] = {
+        "message_id": "m-1",
+        "tenant_id": "acme",
+        "from_address": "hello@acme.example",
+        "to": [Recipient("bob@example.org")],
+        "requested_at": 0,
+        "text_body": "hi",
+    }
+    fields.update(overrides)
+    return EmailRequested(**fields)  # type: ignore[arg-type]
+
+
+def verdict(req: EmailRequested, tenant: Tenant | None = TENANT, size: int = 100) -> str | None:
+    return validate(req, tenant, encoded_size=size, max_bytes=1000).rejected_reason
+
+
+def test_a_good_request_passes_with_normalized_recipients() -> None:
+    result = validate(
+        request(cc=[Recipient("Carol@Example.org")]), TENANT, encoded_size=10, max_bytes=1000
+    )
+    assert result.rejected_reason is None
+    assert result.recipients == ["bob@example.org", "Carol@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("req", "tenant", "size", "reason"),
+    [
+        (request(message_id=""), TENANT, 10, reasons.MESSAGE_ID_INVALID),
+        (request(message_id="x" * 129), TENANT, 10, reasons.MESSAGE_ID_INVALID),
+        (request(message_id="a\nb"), TENANT, 10, reasons.MESSAGE_ID_INVALID),
+        (request(), None, 10, reasons.TENANT_UNKNOWN),
+        (request(), TENANT, 5000, reasons.REQUEST_TOO_LARGE),
+        (request(from_address="hello@other.example"), TENANT, 10, reasons.SENDER_NOT_PERMITTED),
+        (request(from_address="not an address"), TENANT, 10, reasons.SENDER_INVALID),
+        (request(to=[]), TENANT, 10, reasons.RECIPIENTS_MISSING),
+        (
+            request(to=[Recipient(f"u{i}@example.org") for i in range(51)]),
+            TENANT,
+            10,
+            reasons.RECIPIENTS_TOO_MANY,
+        ),
+        (request(text_body=None), TENANT, 10, reasons.CONTENT_MISSING),
+        (request(headers={"Bcc": "x@y.z"}), TENANT, 10, reasons.HEADER_NOT_ALLOWED),
+        (request(headers={"X-Ok": "a\r\nBcc: x@y.z"}), TENANT, 10, reasons.HEADER_VALUE_INVALID),
+        (
+            request(subject="=?UTF-8?Q?hi=0ABcc:_evil@x.org?="),
+            TENANT,
+            10,
+            reasons.HEADER_VALUE_INVALID,
+        ),
+        (request(from_name="Eve\u2028Bcc: x@y.z"), TENANT, 10, reasons.HEADER_VALUE_INVALID),
+    ],
+)
+def test_rejections_carry_a_stable_reason(
+    req: EmailRequested, tenant: Tenant | None, size: int, reason: str
+) -> None:
+    assert verdict(req, tenant, size) == reason
+
+
+def test_invalid_recipients_are_listed_and_the_rest_kept() -> None:
+    result = validate(
+        request(to=[Recipient("bob@example.org"), Recipient("a@b@c")]),
+        TENANT,
+        encoded_size=10,
+        max_bytes=1000,
+    )
+    assert result.rejected_reason is None
+    assert result.recipients == ["bob@example.org"]
+    assert result.invalid_recipients == [("a@b@c", reasons.RECIPIENT_INVALID)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice@example.org)<bob@example.org>",
+        "a@b@c",
+        "bob\u200b@example.org",
+        "bob@exam\u202eple.org",
+        "bob@example.org\r\nRCPT TO:<x@y.z>",
+        '"quoted"@example.org',
+        "bob@[127.0.0.1]",
+        "",
+    ],
+)
+def test_addresses_that_confuse_parsers_are_refused(address: str) -> None:
+    assert normalize_address(address) is None
+
+
+def test_idn_and_utf8_addresses_are_normalized() -> None:
+    assert normalize_address("user@bücher.example") == "user@bücher.example"
+
+
+def test_header_policy() -> None:
+    assert header_allowed("X-Campaign")
+    assert header_allowed("List-Unsubscribe")
+    assert not header_allowed("From")
+    assert not header_allowed("X-Bad Name")
+    assert unsafe_text("=?utf-8?b?aGkKQmNjOiB4QHkueg==?=")  # base64 of "hi\nBcc: x@y.z"
+    assert not unsafe_text("=?utf-8?q?caf=C3=A9?=")
