@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from services.cli.settings import load
+from services.common.config import CommonSettings
 from services.common.kafka.admin import create_topics, describe_topics
+from services.common.kafka.topics import Topics
+
+
+def topics_of(settings: CommonSettings) -> Topics:
+    return Topics(settings.kafka.topic_prefix, settings.delay_tiers_s)
 
 
 @click.group(help="Kafka topics mailstream uses.")
@@ -15,7 +21,8 @@ def topics() -> None:
 
 @topics.command(help="Create every missing topic (partitions/retention from settings).")
 def create() -> None:
-    result = create_topics(load().kafka)
+    settings = load()
+    result = create_topics(settings.kafka, topics_of(settings))
     for name, state in sorted(result.items()):
         click.echo(f"{state:8} {name}")
 
@@ -23,7 +30,8 @@ def create() -> None:
 @topics.command(help="Show each topic and its partition count.")
 def describe() -> None:
     missing = 0
-    for state in describe_topics(load().kafka):
+    settings = load()
+    for state in describe_topics(settings.kafka, topics_of(settings)):
         shown = "missing" if state.partitions is None else f"{state.partitions} partitions"
         missing += state.partitions is None
         click.echo(f"{state.name:45} {shown}")

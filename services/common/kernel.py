@@ -36,7 +36,6 @@ class Kernel:
 
 
 async def build_kernel(settings: CommonSettings) -> Kernel:
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
     topics = Topics(settings.kafka.topic_prefix, settings.delay_tiers_s)
     serde = RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=settings.schemas_dir)))
 
@@ -83,8 +82,11 @@ def service_main(
     """The whole of each service's __main__: build the kernel, its lanes, and run them."""
     from services.common.lifecycle import run_service
 
+    settings = settings_factory()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
     async def main(stop: asyncio.Event) -> None:
-        kernel = await build_kernel(settings_factory())
+        kernel = await build_kernel(settings)
         await run_kernel(kernel, lanes_factory(kernel), stop)
 
     run_service(name, main)

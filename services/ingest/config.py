@@ -10,6 +10,8 @@ from services.common.config import CommonSettings
 class IngestOptions(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_cache_s: float = 10.0
+    # Accept the special-use .test domains (RFC 6761); only for local stacks and tests.
+    allow_test_domains: bool = False
 
 
 class IngestSettings(CommonSettings):

@@ -36,6 +36,7 @@ class IngestHandler:
         suppressions: SuppressionList,
         clock: Clock,
         max_request_bytes: int,
+        allow_test_domains: bool = False,
     ) -> None:
         self._priority = priority
         self._serde = serde
@@ -46,6 +47,7 @@ class IngestHandler:
         self._suppressions = suppressions
         self._clock = clock
         self._max_request_bytes = max_request_bytes
+        self._allow_test_domains = allow_test_domains
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         request = self._serde.decode(EmailRequested, inbound.value)  # InvalidData -> DLQ
@@ -60,7 +62,11 @@ class IngestHandler:
         now = self._clock.now_ms()
         tenant = await self._tenants.get(request.tenant_id)
         verdict = validate(
-            request, tenant, encoded_size=len(inbound.value), max_bytes=self._max_request_bytes
+            request,
+            tenant,
+            encoded_size=len(inbound.value),
+            max_bytes=self._max_request_bytes,
+            allow_test_domains=self._allow_test_domains,
         )
         if verdict.rejected_reason is not None:
             log.info("request_rejected", reason=verdict.rejected_reason, detail=verdict.detail)

@@ -30,8 +30,9 @@ class Verdict:
     invalid_recipients: list[tuple[str, str]] = field(default_factory=list)
 
 
-def normalize_address(address: str) -> str | None:
-    """The validated, normalized address, or None. Exactly this string is later sent."""
+def normalize_address(address: str, *, allow_test_domains: bool = False) -> str | None:
+    """The validated, normalized address, or None. Exactly this string is later sent.
+    allow_test_domains admits the special-use .test names the local and test stacks use."""
     if _INVISIBLE.search(address) or unsafe_text(address) or len(address) > 320:
         return None
     try:
@@ -41,6 +42,7 @@ def normalize_address(address: str) -> str | None:
             allow_smtputf8=True,
             allow_quoted_local=False,
             allow_domain_literal=False,
+            test_environment=allow_test_domains,
         )
     except EmailNotValidError:
         return None
@@ -48,20 +50,28 @@ def normalize_address(address: str) -> str | None:
 
 
 def validate(
-    request: EmailRequested, tenant: Tenant | None, *, encoded_size: int, max_bytes: int
+    request: EmailRequested,
+    tenant: Tenant | None,
+    *,
+    encoded_size: int,
+    max_bytes: int,
+    allow_test_domains: bool = False,
 ) -> Verdict:
+    def normalize(address: str) -> str | None:
+        return normalize_address(address, allow_test_domains=allow_test_domains)
+
     if not _MESSAGE_ID.match(request.message_id):
         return Verdict(reasons.MESSAGE_ID_INVALID, "1 to 128 printable ASCII characters")
     if encoded_size > max_bytes:
         return Verdict(reasons.REQUEST_TOO_LARGE, f"{encoded_size} > {max_bytes} bytes")
     if tenant is None:
         return Verdict(reasons.TENANT_UNKNOWN, request.tenant_id)
-    sender = normalize_address(request.from_address)
+    sender = normalize(request.from_address)
     if sender is None:
         return Verdict(reasons.SENDER_INVALID, "from_address is not a valid address")
     if sender.rsplit("@", 1)[1].lower() not in tenant.sender_domains:
         return Verdict(reasons.SENDER_NOT_PERMITTED, "from_address domain not verified for tenant")
-    if request.reply_to is not None and normalize_address(request.reply_to) is None:
+    if request.reply_to is not None and normalize(request.reply_to) is None:
         return Verdict(reasons.SENDER_INVALID, "reply_to is not a valid address")
     if not request.to:
         return Verdict(reasons.RECIPIENTS_MISSING, "to is empty")
@@ -84,7 +94,7 @@ def validate(
     recipients: list[str] = []
     invalid: list[tuple[str, str]] = []
     for r in [*request.to, *request.cc, *request.bcc]:
-        normalized = normalize_address(r.address)
+        normalized = normalize(r.address)
         if normalized is None:
             invalid.append((r.address, reasons.RECIPIENT_INVALID))
         elif normalized not in recipients:

@@ -30,6 +30,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             suppressions=suppressions,
             clock=kernel.clock,
             max_request_bytes=settings.max_request_bytes,
+            allow_test_domains=settings.ingest.allow_test_domains,
         )
         lanes.append(
             Lane(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from services.common.avro.records import MxHost
 from services.router.config import DnsSettings
 
 
@@ -27,7 +29,7 @@ class DnsTemporaryFailure(Exception):
 
 @dataclass(frozen=True)
 class MxRoute:
-    hosts: list[str]  # in preference order
+    hosts: list[MxHost]  # in preference order, one entry per address
 
 
 class MxResolver:
@@ -69,17 +71,40 @@ class MxResolver:
         records = sorted(answer, key=lambda r: r.preference)
         if len(records) == 1 and str(records[0].exchange) == ".":
             raise NoRoute("null_mx")  # RFC 7505: the domain accepts no mail
-        hosts = [str(r.exchange).rstrip(".") for r in records if str(r.exchange) != "."]
-        return MxRoute(hosts), answer.rrset.ttl if answer.rrset is not None else 300
+        names = [str(r.exchange).rstrip(".") for r in records if str(r.exchange) != "."]
+        resolved = await asyncio.gather(*(self._addresses(name) for name in names))
+        hosts = [
+            MxHost(host=name, address=a)
+            for name, (addrs, _) in zip(names, resolved, strict=True)
+            for a in addrs
+        ]
+        if not hosts:
+            # Likely a broken zone that may be fixed: retried until the message's max age.
+            raise DnsTemporaryFailure(f"no MX host of {domain} has an address")
+        ttl = min(
+            [
+                answer.rrset.ttl if answer.rrset is not None else 300,
+                *(t for addrs, t in resolved if addrs),
+            ]
+        )
+        return MxRoute(hosts), ttl
 
     async def _implicit_mx(self, domain: str) -> tuple[MxRoute, int]:
         """RFC 5321 5.1: no MX records, so the domain's own address record is the MX."""
+        addresses, ttl = await self._addresses(domain)
+        if not addresses:
+            raise NoRoute("no_mx")
+        return MxRoute([MxHost(host=domain, address=a) for a in addresses]), ttl
+
+    async def _addresses(self, host: str) -> tuple[list[str], int]:
+        """The host's IPv4 addresses, else its IPv6 ones; [] when it has none."""
         for rdtype in ("A", "AAAA"):
             try:
-                answer = await self._resolver.resolve(domain, rdtype)
+                answer = await self._resolver.resolve(host, rdtype)
             except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
                 continue
             except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
-                raise DnsTemporaryFailure(f"{rdtype} {domain}: {type(exc).__name__}") from exc
-            return MxRoute([domain]), answer.rrset.ttl if answer.rrset is not None else 300
-        raise NoRoute("no_mx")
+                raise DnsTemporaryFailure(f"{rdtype} {host}: {type(exc).__name__}") from exc
+            ttl = answer.rrset.ttl if answer.rrset is not None else 300
+            return [r.address for r in answer], ttl
+        return [], 300

@@ -143,13 +143,13 @@ class SenderHandler:
     async def _attempt(self, task: DeliveryTask) -> Attempt:
         """Tries the MX hosts in preference order, moving on only when a host gave no reply."""
         last = Attempt(mx_host="", code=None, text="no MX host to try", connection_error="routing")
-        for host in task.mx_hosts:
+        for mx in task.mx_hosts:
             last = await self._pool.send(
-                host=host, mail_from=task.mail_from, recipient=task.recipient, data=task.mime
+                mx=mx, mail_from=task.mail_from, recipient=task.recipient, data=task.mime
             )
             if last.code is not None:
                 return last
-            log.info("mx_unreachable", mx_host=host, error=last.text)
+            log.info("mx_unreachable", mx_host=mx.host, address=mx.address, error=last.text)
         return last
 
     def _event(

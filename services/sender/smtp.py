@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
 
 
@@ -34,11 +35,15 @@ class SmtpPool:
         self._idle: dict[str, list[_Conn]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
 
-    async def send(self, *, host: str, mail_from: str, recipient: str, data: bytes) -> Attempt:
-        slots = self._slots.setdefault(host, asyncio.Semaphore(self._settings.connections_per_host))
+    async def send(self, *, mx: MxHost, mail_from: str, recipient: str, data: bytes) -> Attempt:
+        # Connections are pooled per address; events name the MX host.
+        host, address = mx.host, mx.address
+        slots = self._slots.setdefault(
+            address, asyncio.Semaphore(self._settings.connections_per_host)
+        )
         async with slots:
             try:
-                conn = await self._checkout(host)
+                conn = await self._checkout(address)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 return Attempt(host, None, str(exc)[:500], connection_error="connection")
             try:
@@ -52,7 +57,7 @@ class SmtpPool:
                 await self._discard(conn)
                 return Attempt(host, None, str(exc)[:500], connection_error="connection_lost")
             await self._checkin(
-                host, conn, reusable=attempt.code is not None and attempt.code < 421
+                address, conn, reusable=attempt.code is not None and attempt.code < 421
             )
             return attempt
 
@@ -72,14 +77,14 @@ class SmtpPool:
         conn.sent += 1
         return Attempt(host, response.code, response.message, tls)
 
-    async def _checkout(self, host: str) -> _Conn:
-        idle = self._idle.setdefault(host, [])
+    async def _checkout(self, address: str) -> _Conn:
+        idle = self._idle.setdefault(address, [])
         while idle:
             conn = idle.pop()
             if conn.client.is_connected:
                 return conn
         client = aiosmtplib.SMTP(
-            hostname=host,
+            hostname=address,
             port=self._settings.port,
             local_hostname=self._settings.helo_name,
             timeout=self._settings.command_timeout_s,
@@ -88,13 +93,13 @@ class SmtpPool:
         await asyncio.wait_for(client.connect(), self._settings.connect_timeout_s)
         return _Conn(client)
 
-    async def _checkin(self, host: str, conn: _Conn, *, reusable: bool) -> None:
+    async def _checkin(self, address: str, conn: _Conn, *, reusable: bool) -> None:
         if (
             reusable
             and conn.sent < self._settings.messages_per_connection
             and conn.client.is_connected
         ):
-            self._idle.setdefault(host, []).append(conn)
+            self._idle.setdefault(address, []).append(conn)
         else:
             await self._discard(conn)
 

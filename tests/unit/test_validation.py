@@ -109,3 +109,10 @@ def test_header_policy() -> None:
     assert not header_allowed("X-Bad Name")
     assert unsafe_text("=?utf-8?b?aGkKQmNjOiB4QHkueg==?=")  # base64 of "hi\nBcc: x@y.z"
     assert not unsafe_text("=?utf-8?q?caf=C3=A9?=")
+
+
+def test_special_use_test_domains_only_when_allowed() -> None:
+    assert normalize_address("bob@inbox.mailstream.test") is None
+    assert normalize_address("bob@inbox.mailstream.test", allow_test_domains=True) == (
+        "bob@inbox.mailstream.test"
+    )

@@ -37,8 +37,9 @@ def backward_problems(reader: Any, writer: Any, path: str = "") -> list[str]:
         for field in reader["fields"]:
             sub = f"{path}/{field['name']}"
             if field["name"] in writer_fields:
-                problems += backward_problems(field["type"], writer_fields[field["name"]]["type"],
-                                              sub)
+                problems += backward_problems(
+                    field["type"], writer_fields[field["name"]]["type"], sub
+                )
             elif "default" not in field:
                 problems.append(f"{sub}: new field without a default")
         return problems

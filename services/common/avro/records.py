@@ -127,6 +127,13 @@ class AcceptedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class MxHost:
+    AVRO_NAME: ClassVar[str] = "mailstream.internal.MxHost"
+    host: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryTask:
     AVRO_NAME: ClassVar[str] = "mailstream.internal.DeliveryTask"
     message_id: str
@@ -134,7 +141,7 @@ class DeliveryTask:
     priority: Priority
     recipient: str
     mail_from: str
-    mx_hosts: list[str]
+    mx_hosts: list[MxHost]
     mime: bytes
     sender_domain: str
     attempt: int
@@ -170,6 +177,7 @@ RECORD_TYPES: tuple[type[Any], ...] = (
     EmailRequested,
     EmailEvent,
     AcceptedRequest,
+    MxHost,
     DeliveryTask,
     StatusUpdate,
 )

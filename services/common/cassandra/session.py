@@ -10,6 +10,7 @@ from typing import Any
 from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
 
 from services.common.config import CassandraSettings
@@ -25,6 +26,9 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tupl
         "port": settings.port,
         "connect_timeout": settings.connect_timeout_s,
         "protocol_version": 5,
+        "load_balancing_policy": TokenAwarePolicy(
+            DCAwareRoundRobinPolicy(local_dc=settings.local_dc)
+        ),
     }
     if settings.username and settings.password:
         kwargs["auth_provider"] = PlainTextAuthProvider(

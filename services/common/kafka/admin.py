@@ -23,10 +23,12 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
     return AdminClient(admin_config(settings))
 
 
-def create_topics(settings: KafkaSettings, *, timeout_s: float = 30.0) -> dict[str, str]:
+def create_topics(
+    settings: KafkaSettings, topics: Topics, *, timeout_s: float = 30.0
+) -> dict[str, str]:
     """Creates every mailstream topic that is missing; returns name -> created|exists."""
     admin = admin_client(settings)
-    specs = Topics(settings.topic_prefix).specs(settings)
+    specs = topics.specs(settings)
     futures = admin.create_topics(
         [_new_topic(spec, settings) for spec in specs],
         operation_timeout=timeout_s,
@@ -46,13 +48,15 @@ def create_topics(settings: KafkaSettings, *, timeout_s: float = 30.0) -> dict[s
     return result
 
 
-def describe_topics(settings: KafkaSettings, *, timeout_s: float = 10.0) -> list[TopicState]:
+def describe_topics(
+    settings: KafkaSettings, topics: Topics, *, timeout_s: float = 10.0
+) -> list[TopicState]:
     admin = admin_client(settings)
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise TransientError(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from exc
-    specs = Topics(settings.topic_prefix).specs(settings)
+    specs = topics.specs(settings)
     states = []
     for spec in specs:
         topic = metadata.topics.get(spec.name)

@@ -1,0 +1,199 @@
+"""The real stack for integration tests: Kafka, Cassandra and dnsmasq started by the project's
+own deploy/local/stack (never skipped: if they cannot start, the run fails with the reason),
+with a fresh topic prefix and keyspace per run, a recording SMTP server and the four services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.client import EmailClient
+from services.common.avro.codec import AvroCodec
+from services.common.avro.records import EmailEvent
+from services.common.avro.registry import SchemaRegistry
+from services.common.avro.serde import RecordSerde
+from services.common.cassandra.migrations import migrate
+from services.common.cassandra.session import connect
+from services.common.config import CommonSettings
+from services.common.kafka.admin import create_topics
+from services.common.kafka.records import Inbound
+from services.common.kafka.topics import Topics
+from tests.integration.harness import (
+    REPO,
+    RecordingSmtp,
+    ServiceProcess,
+    TopicCollector,
+    base_env,
+    wait_until,
+)
+
+SERVICES = {  # module -> lanes it runs (each logs partitions_assigned once it is consuming)
+    "services.ingest": 3,
+    "services.router": 4,
+    "services.sender": 3,
+    "services.event_publisher": 1,
+}
+TENANTS_YAML = """
+tenants:
+  - id: acme
+    sender_domains:
+      - domain: acme.mailstream.test
+  - id: other
+    sender_domains:
+      - domain: other.mailstream.test
+"""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    result = subprocess.run(
+        [str(REPO / "deploy" / "local" / "stack"), "up", "kafka", "cassandra", "dns"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"the local stack did not start:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[RecordingSmtp]:
+    server = RecordingSmtp()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def env(stack: None, smtp: RecordingSmtp, run_id: str) -> Iterator[dict[str, str]]:
+    values = base_env(
+        MAILSTREAM_KAFKA__TOPIC_PREFIX=f"it{run_id}.",
+        MAILSTREAM_CASSANDRA__KEYSPACE=f"it_{run_id}",
+        MAILSTREAM_SMTP__PORT=str(smtp.port),
+        MAILSTREAM_DELAY_TIERS_S="[1,2,4]",
+        MAILSTREAM_KAFKA__PARTITIONS="3",
+    )
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(values)
+    yield values
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def settings(env: dict[str, str]) -> CommonSettings:
+    return CommonSettings()
+
+
+@pytest.fixture(scope="session")
+def provisioned(
+    settings: CommonSettings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    create_topics(settings.kafka, Topics(settings.kafka.topic_prefix, settings.delay_tiers_s))
+    cluster, session = connect(settings.cassandra)
+    try:
+        migrate(session, settings.cassandra)
+    finally:
+        cluster.shutdown()
+    tenants = tmp_path_factory.mktemp("tenants") / "tenants.yaml"
+    tenants.write_text(TENANTS_YAML)
+    subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "tenants", "apply", "-f", str(tenants)],
+        env=env,
+        check=True,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="session")
+def services(
+    provisioned: None, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServiceProcess]]:
+    logs = tmp_path_factory.mktemp("service-logs")
+    procs = {m: ServiceProcess(module=m, env=env, log_path=logs / f"{m}.log") for m in SERVICES}
+    for proc in procs.values():
+        proc.start()
+
+    def ready() -> bool:
+        for module, proc in procs.items():
+            if not proc.alive():
+                raise AssertionError(f"{module} exited:\n{proc.log_text()[-3000:]}")
+        return all(p.count_in_log("partitions_assigned") >= SERVICES[m] for m, p in procs.items())
+
+    wait_until("services to be consuming", ready, 90)
+    yield procs
+    for proc in procs.values():
+        code = proc.stop()
+        assert code == 0, f"{proc.module} exited {code} on SIGTERM:\n{proc.log_text()[-2000:]}"
+
+
+@pytest.fixture(scope="session")
+def serde() -> RecordSerde:
+    return RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=REPO / "schemas")))
+
+
+@pytest.fixture(scope="session")
+def topics(settings: CommonSettings) -> Topics:
+    return Topics(settings.kafka.topic_prefix, settings.delay_tiers_s)
+
+
+@pytest.fixture(scope="session")
+def events(
+    settings: CommonSettings, topics: Topics, serde: RecordSerde, services: object
+) -> Iterator[TopicCollector]:
+    collector = TopicCollector(
+        kafka=settings.kafka,
+        topics=[topics.events],
+        group_id=f"test-events-{uuid.uuid4().hex[:6]}",
+        decode=lambda m: serde.decode(EmailEvent, m.value),
+    )
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="session")
+def dlq(settings: CommonSettings, topics: Topics, provisioned: None) -> Iterator[TopicCollector]:
+    collector = TopicCollector(
+        kafka=settings.kafka,
+        topics=[topics.requests_dlq],
+        group_id=f"test-dlq-{uuid.uuid4().hex[:6]}",
+        decode=lambda m: m,
+    )
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="session")
+def client(settings: CommonSettings, provisioned: None) -> Iterator[EmailClient]:
+    with EmailClient(kafka=settings.kafka) as c:
+        yield c
+
+
+def events_for(items: list[EmailEvent], message_id: str) -> list[EmailEvent]:
+    return [e for e in items if e.message_id == message_id]
+
+
+__all__ = ["Inbound", "Path", "events_for"]

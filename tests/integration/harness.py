@@ -1,0 +1,222 @@
+"""Real peers for integration tests: a recording SMTP server, service processes, collectors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from services.common.config import KafkaSettings
+from services.common.kafka.producer import AsyncProducer
+from services.common.kafka.records import Inbound, Output
+from services.common.kafka.runner import Lane, run_lanes
+from services.common.kafka.settings import producer_config
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[Received] = []
+
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            self.messages.append(
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or b"",
+                )
+            )
+        return "250 2.0.0 Ok: recorded"
+
+
+class RecordingSmtp:
+    """An aiosmtpd server on loopback that keeps the raw bytes of every message."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._recorder = _Recorder()
+        self._controller = Controller(
+            self._recorder,
+            hostname="127.0.0.1",
+            port=self.port,
+            decode_data=False,
+            enable_SMTPUTF8=True,
+        )
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    @property
+    def messages(self) -> list[Received]:
+        with self._recorder.lock:
+            return list(self._recorder.messages)
+
+
+class ServiceProcess:
+    def __init__(self, *, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.module = module
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def count_in_log(self, needle: str) -> int:
+        return self.log_text().count(needle)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 40.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+
+class TopicCollector:
+    """Reads topics from the start with the project's own runner (the one module that polls
+    Kafka) on a thread of its own, keeping each record decoded by `decode`."""
+
+    def __init__(
+        self,
+        *,
+        kafka: KafkaSettings,
+        topics: list[str],
+        group_id: str,
+        decode: Callable[[Inbound], Any],
+    ) -> None:
+        self._kafka = kafka
+        self._topics = topics
+        self._group = group_id
+        self._decode = decode
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    async def _handle(self, inbound: Inbound) -> list[Output]:
+        item = self._decode(inbound)
+        with self._lock:
+            self._items.append(item)
+        return []
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            producer = AsyncProducer(config=producer_config(self._kafka))
+            producer.start()
+            lane = Lane(
+                name="test-collector",
+                group_id=self._group,
+                topics=self._topics,
+                handler=self._handle,
+                dlq_topic="unused",
+            )
+            try:
+                await run_lanes(
+                    lanes=[lane], settings=self._kafka, producer=producer, stop=self._stop
+                )
+            finally:
+                await producer.close()
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread.start()
+        wait_until("collector loop", lambda: self._stop is not None, 10)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    @property
+    def items(self) -> list[Any]:
+        if self._error is not None:
+            raise AssertionError(f"collector failed: {self._error!r}")
+        with self._lock:
+            return list(self._items)
+
+    def wait_for(
+        self, what: str, check: Callable[[list[Any]], bool], timeout: float = 60
+    ) -> list[Any]:
+        wait_until(what, lambda: check(self.items), timeout)
+        return self.items
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSTREAM_")}
+    for line in (REPO / "deploy" / "local" / "dev.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    env.update(overrides)
+    return env
