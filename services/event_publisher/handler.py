@@ -9,7 +9,6 @@ from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
-from services.common.retry import with_retries
 from services.event_publisher.event_id import event_id
 from services.event_publisher.timeline import Timeline
 
@@ -40,7 +39,7 @@ class EventPublisherHandler:
             tags=update.tags,
         )
         # The timeline first: once the public event is out, support can always trace it.
-        await with_retries("timeline_write", lambda: self._timeline.record(event))
+        await self._timeline.record(event)
         log.info(
             "event_published",
             message_id=event.message_id,

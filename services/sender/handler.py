@@ -14,7 +14,6 @@ from services.common.delay import delayed_output
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
-from services.common.retry import with_retries
 from services.common.schedule import RetryPolicy, next_attempt
 from services.common.status import StatusEmitter
 from services.sender.deliveries import DeliveryLedger
@@ -52,11 +51,8 @@ class SenderHandler:
             return await self._deliver(task)
 
     async def _deliver(self, task: DeliveryTask) -> list[Output]:
-        if await with_retries(
-            "ledger_read",
-            lambda: self._ledger.delivered(
-                tenant_id=task.tenant_id, message_id=task.message_id, recipient=task.recipient
-            ),
+        if await self._ledger.delivered(
+            tenant_id=task.tenant_id, message_id=task.message_id, recipient=task.recipient
         ):
             log.info("already_delivered_skipped")
             return []
@@ -72,16 +68,13 @@ class SenderHandler:
             tls_version=attempt.tls_version,
         )
         if verdict.outcome is Outcome.DELIVERED:
-            await with_retries(
-                "ledger_write",
-                lambda: self._ledger.record(
-                    tenant_id=task.tenant_id,
-                    message_id=task.message_id,
-                    recipient=task.recipient,
-                    at_ms=now,
-                    mx_host=attempt.mx_host,
-                    reply=attempt.text,
-                ),
+            await self._ledger.record(
+                tenant_id=task.tenant_id,
+                message_id=task.message_id,
+                recipient=task.recipient,
+                at_ms=now,
+                mx_host=attempt.mx_host,
+                reply=attempt.text,
             )
             log.info("delivered", mx_host=attempt.mx_host, attempt=number)
             return [self._event(task, EventType.DELIVERED, now, number, smtp=reply)]

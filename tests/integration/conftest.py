@@ -197,3 +197,13 @@ def events_for(items: list[EmailEvent], message_id: str) -> list[EmailEvent]:
 
 
 __all__ = ["Inbound", "Path", "events_for"]
+
+
+@pytest.fixture(autouse=True)
+def services_stay_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A service that crashed during a test fails that test with its log, not a later one."""
+    yield
+    if "services" in request.fixturenames:
+        procs: dict[str, ServiceProcess] = request.getfixturevalue("services")
+        dead = {m: p.log_text()[-2000:] for m, p in procs.items() if not p.alive()}
+        assert not dead, f"services died during the test: {dead}"

@@ -15,6 +15,7 @@ from cassandra.query import PreparedStatement
 
 from services.common.config import CassandraSettings
 from services.common.errors import TransientError
+from services.common.retry import with_retries
 
 # Driver errors that mean "Cassandra is unavailable for now", turned into TransientError.
 TRANSIENT = (NoHostAvailable, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout)
@@ -52,8 +53,9 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tupl
 class AsyncSession:
     """Wraps a driver session: prepared statements cached, execute_async awaited."""
 
-    def __init__(self, *, session: Session) -> None:
+    def __init__(self, *, session: Session, attempts: int = 5) -> None:
         self._session = session
+        self._attempts = attempts
         self._prepared: dict[str, PreparedStatement] = {}
 
     @property
@@ -68,6 +70,14 @@ class AsyncSession:
         return stmt
 
     async def execute(self, cql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Runs a statement, retrying transient errors a bounded number of times before
+        raising TransientError. Safe because every statement mailstream runs is idempotent
+        (an LWT claim retried after a timeout finds its own claim: see ingest/idempotency)."""
+        return await with_retries(
+            "cassandra", lambda: self._execute_once(cql, params), attempts=self._attempts
+        )
+
+    async def _execute_once(self, cql: str, params: tuple[Any, ...]) -> list[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         try:
