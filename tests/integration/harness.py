@@ -53,6 +53,24 @@ class _Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[Received] = []
+        self.scripted: dict[str, list[str]] = {}  # recipient -> replies to RCPT, in order
+        self.rcpt_log: list[tuple[float, str, str]] = []  # (time, recipient, reply)
+
+    async def handle_RCPT(
+        self,
+        _server: SMTP,
+        _session: Session,
+        envelope: Envelope,
+        address: str,
+        _options: list[str],
+    ) -> str:
+        with self.lock:
+            script = self.scripted.get(address)
+            reply = script.pop(0) if script else "250 2.1.5 Ok"
+            self.rcpt_log.append((time.time(), address, reply))
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         with self.lock:
@@ -90,6 +108,15 @@ class RecordingSmtp:
     def messages(self) -> list[Received]:
         with self._recorder.lock:
             return list(self._recorder.messages)
+
+    def script_rcpt(self, recipient: str, replies: list[str]) -> None:
+        """The next RCPT TO replies for recipient; 250 once they run out."""
+        with self._recorder.lock:
+            self._recorder.scripted[recipient] = list(replies)
+
+    def rcpt_replies(self, recipient: str) -> list[tuple[float, str]]:
+        with self._recorder.lock:
+            return [(t, r) for t, a, r in self._recorder.rcpt_log if a == recipient]
 
 
 class ServiceProcess:

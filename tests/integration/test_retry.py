@@ -1,0 +1,48 @@
+"""A temporary failure goes to a delay topic, is held there until due, and is retried."""
+
+from __future__ import annotations
+
+import uuid
+
+from services.client import EmailClient, Priority, new_request
+from services.common.avro.records import EventType
+from tests.integration.conftest import events_for
+from tests.integration.harness import RecordingSmtp, TopicCollector
+
+
+def test_451_is_deferred_then_delivered_after_the_delay(
+    client: EmailClient, events: TopicCollector, smtp: RecordingSmtp
+) -> None:
+    recipient = f"retry-{uuid.uuid4().hex[:6]}@inbox.mailstream.test"
+    smtp.script_rcpt(recipient, ["451 4.7.1 Greylisted, try again later"])
+    mid = f"retry-{uuid.uuid4().hex[:8]}"
+    client.send(
+        new_request(
+            tenant_id="acme",
+            from_address="hello@acme.mailstream.test",
+            to=recipient,
+            message_id=mid,
+            subject="retry",
+            text_body="x",
+        ),
+        priority=Priority.TRANSACTIONAL,
+    )
+    items = events.wait_for(
+        "DELIVERED after a retry",
+        lambda xs: EventType.DELIVERED in [e.type for e in events_for(xs, mid)],
+        timeout=60,
+    )
+    mine = events_for(items, mid)
+    assert [e.type for e in mine] == [EventType.ACCEPTED, EventType.DEFERRED, EventType.DELIVERED]
+    deferred, delivered = mine[1], mine[2]
+    assert deferred.reason == "policy" and deferred.attempt == 1
+    assert deferred.smtp is not None and deferred.smtp.code == 451
+    assert deferred.smtp.enhanced_code == "4.7.1"
+    # The test stack's first delay tier is 1 s: the retry waited for it, no longer than needed.
+    assert deferred.next_attempt_at is not None
+    assert deferred.next_attempt_at - deferred.occurred_at == 1000
+    (first, _), (second, reply) = smtp.rcpt_replies(recipient)
+    assert second - first >= 1.0, "retried before it was due"
+    assert second - first < 10.0, "held far longer than its tier"
+    assert reply.startswith("250")
+    assert delivered.attempt == 2 and delivered.smtp is not None and delivered.smtp.code == 250
