@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.avro.records import Bounce, EventType, SmtpReply, StatusUpdate
+from services.common.avro.records import Bounce, DeliveryTask, EventType, SmtpReply, StatusUpdate
 from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Output
 from services.common.priority import Priority
@@ -44,3 +44,31 @@ class StatusEmitter:
             tags=tags or {},
         )
         return Output(topic=self._topic, key=message_id.encode(), value=self._serde.encode(update))
+
+    def for_task(
+        self,
+        task: DeliveryTask,
+        type: EventType,
+        now: int,
+        *,
+        attempt: int | None = None,
+        reason: str | None = None,
+        smtp: SmtpReply | None = None,
+        bounce: Bounce | None = None,
+        next_attempt_at: int | None = None,
+    ) -> Output:
+        """A step in the life of one delivery task; attempt defaults to the task's."""
+        return self.output(
+            message_id=task.message_id,
+            tenant_id=task.tenant_id,
+            priority=task.priority,
+            type=type,
+            occurred_at=now,
+            recipient=task.recipient,
+            attempt=task.attempt if attempt is None else attempt,
+            reason=reason,
+            smtp=smtp,
+            bounce=bounce,
+            next_attempt_at=next_attempt_at,
+            tags=task.tags,
+        )

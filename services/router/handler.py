@@ -59,7 +59,7 @@ class Router:
         )
         if now >= deadline:
             reason = reasons.EXPIRED if task.expires_at == deadline else reasons.MAX_AGE_EXCEEDED
-            return [self._event(task, EventType.EXPIRED, now, reason=reason)]
+            return [self.status.for_task(task, EventType.EXPIRED, now, reason=reason)]
         if task.not_before is not None and task.not_before > now:
             return [self._delay(task, task.not_before, now)]
         domain = task.recipient.rsplit("@", 1)[1]
@@ -67,7 +67,7 @@ class Router:
             route = await self.mx.resolve(domain)
         except NoRoute as exc:
             return [
-                self._event(
+                self.status.for_task(
                     task,
                     EventType.BOUNCED,
                     now,
@@ -97,10 +97,12 @@ class Router:
             now_ms=now,
         )
         if nxt is None:
-            return [self._event(task, EventType.EXPIRED, now, reason=reasons.MAX_AGE_EXCEEDED)]
+            return [
+                self.status.for_task(task, EventType.EXPIRED, now, reason=reasons.MAX_AGE_EXCEEDED)
+            ]
         delayed = dataclasses.replace(task, mx_hosts=[], not_before=nxt.due_ms)
         return [
-            self._event(
+            self.status.for_task(
                 task,
                 EventType.DEFERRED,
                 now,
@@ -120,30 +122,6 @@ class Router:
         tier = self.policy.tier_for_delay((due_ms - now) / 1000)
         return delayed_output(
             task=task, tier_s=tier, due_ms=due_ms, topics=self.topics, serde=self.serde
-        )
-
-    def _event(
-        self,
-        task: DeliveryTask,
-        type: EventType,
-        now: int,
-        *,
-        reason: str | None = None,
-        bounce: Bounce | None = None,
-        next_attempt_at: int | None = None,
-    ) -> Output:
-        return self.status.output(
-            message_id=task.message_id,
-            tenant_id=task.tenant_id,
-            priority=task.priority,
-            type=type,
-            occurred_at=now,
-            recipient=task.recipient,
-            attempt=task.attempt,
-            reason=reason,
-            bounce=bounce,
-            next_attempt_at=next_attempt_at,
-            tags=task.tags,
         )
 
 

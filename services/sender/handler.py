@@ -77,16 +77,18 @@ class SenderHandler:
                 reply=attempt.text,
             )
             log.info("delivered", mx_host=attempt.mx_host, attempt=number)
-            return [self._event(task, EventType.DELIVERED, now, number, smtp=reply)]
+            return [
+                self._status.for_task(task, EventType.DELIVERED, now, attempt=number, smtp=reply)
+            ]
         if verdict.outcome is Outcome.BOUNCED:
             log.info("bounced", code=attempt.code, category=verdict.category)
             assert verdict.bounce_kind is not None
             return [
-                self._event(
+                self._status.for_task(
                     task,
                     EventType.BOUNCED,
                     now,
-                    number,
+                    attempt=number,
                     smtp=reply,
                     reason=verdict.category,
                     bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
@@ -103,8 +105,13 @@ class SenderHandler:
         if nxt is None:
             log.info("expired_after_deferral", attempt=number, category=verdict.category)
             return [
-                self._event(
-                    task, EventType.EXPIRED, now, number, smtp=reply, reason="max_age_exceeded"
+                self._status.for_task(
+                    task,
+                    EventType.EXPIRED,
+                    now,
+                    attempt=number,
+                    smtp=reply,
+                    reason="max_age_exceeded",
                 )
             ]
         log.info(
@@ -115,11 +122,11 @@ class SenderHandler:
         )
         retry = dataclasses.replace(task, attempt=number, not_before=nxt.due_ms, mx_hosts=[])
         return [
-            self._event(
+            self._status.for_task(
                 task,
                 EventType.DEFERRED,
                 now,
-                number,
+                attempt=number,
                 smtp=reply,
                 reason=verdict.category,
                 next_attempt_at=nxt.due_ms,
@@ -144,30 +151,3 @@ class SenderHandler:
                 return last
             log.info("mx_unreachable", mx_host=mx.host, address=mx.address, error=last.text)
         return last
-
-    def _event(
-        self,
-        task: DeliveryTask,
-        type: EventType,
-        now: int,
-        attempt: int,
-        *,
-        smtp: SmtpReply | None = None,
-        reason: str | None = None,
-        bounce: Bounce | None = None,
-        next_attempt_at: int | None = None,
-    ) -> Output:
-        return self._status.output(
-            message_id=task.message_id,
-            tenant_id=task.tenant_id,
-            priority=task.priority,
-            type=type,
-            occurred_at=now,
-            recipient=task.recipient,
-            attempt=attempt,
-            reason=reason,
-            smtp=smtp,
-            bounce=bounce,
-            next_attempt_at=next_attempt_at,
-            tags=task.tags,
-        )
