@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.common.avro.records import DeliveryTask
 from services.common.config import CommonSettings
 from services.common.priority import Priority
+
+# Reason codes of EXPIRED events.
+EXPIRED = "expired"
+MAX_AGE_EXCEEDED = "max_age_exceeded"
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,12 @@ def next_attempt(
     if due >= policy.deadline_ms(priority=priority, accepted_at=accepted_at, expires_at=expires_at):
         return None
     return NextAttempt(tier_s=tier, due_ms=due)
+
+
+def expiry_reason(task: DeliveryTask, policy: RetryPolicy) -> str:
+    """`expired` when the request's own expires_at ran out first, else `max_age_exceeded`."""
+    deadline = policy.deadline_ms(
+        priority=task.priority, accepted_at=task.accepted_at, expires_at=task.expires_at
+    )
+    binding = task.expires_at is not None and task.expires_at == deadline
+    return EXPIRED if binding else MAX_AGE_EXCEEDED

@@ -67,6 +67,7 @@ class IngestHandler:
             encoded_size=len(inbound.value),
             max_bytes=self._max_request_bytes,
             allow_test_domains=self._allow_test_domains,
+            bulk=self._priority is Priority.BULK,
         )
         if verdict.rejected_reason is not None:
             log.info("request_rejected", reason=verdict.rejected_reason, detail=verdict.detail)

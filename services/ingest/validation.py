@@ -56,6 +56,7 @@ def validate(
     encoded_size: int,
     max_bytes: int,
     allow_test_domains: bool = False,
+    bulk: bool = False,
 ) -> Verdict:
     def normalize(address: str) -> str | None:
         return normalize_address(address, allow_test_domains=allow_test_domains)
@@ -79,6 +80,9 @@ def validate(
         return Verdict(reasons.RECIPIENTS_TOO_MANY, f"{len(request.to)} > {MAX_TO}")
     if request.template is None and request.text_body is None and request.html_body is None:
         return Verdict(reasons.CONTENT_MISSING, "no template, text_body or html_body")
+    if bulk and not any(k.lower() == "list-unsubscribe" for k in request.headers):
+        # Bulk mail without one-click unsubscribe is refused by Gmail and Yahoo (2024 rules).
+        return Verdict(reasons.LIST_UNSUBSCRIBE_MISSING, "bulk mail needs List-Unsubscribe")
     for name, value in request.headers.items():
         if not header_allowed(name):
             return Verdict(reasons.HEADER_NOT_ALLOWED, name[:80])

@@ -21,10 +21,11 @@ from services.common.delay import delayed_output, true_due
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
-from services.common.schedule import RetryPolicy, next_attempt
+from services.common.priority import Priority
+from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
 from services.router import reasons
-from services.router.mime import build_mime
+from services.router.mime import build_mime, has_https_unsubscribe
 from services.router.mx import DnsTemporaryFailure, MxResolver, NoRoute
 
 log = get_logger(__name__)
@@ -58,7 +59,7 @@ class Router:
             priority=task.priority, accepted_at=task.accepted_at, expires_at=task.expires_at
         )
         if now >= deadline:
-            reason = reasons.EXPIRED if task.expires_at == deadline else reasons.MAX_AGE_EXCEEDED
+            reason = expiry_reason(task, self.policy)
             return [self.status.for_task(task, EventType.EXPIRED, now, reason=reason)]
         if task.not_before is not None and task.not_before > now:
             return [self._delay(task, task.not_before, now)]
@@ -98,7 +99,9 @@ class Router:
         )
         if nxt is None:
             return [
-                self.status.for_task(task, EventType.EXPIRED, now, reason=reasons.MAX_AGE_EXCEEDED)
+                self.status.for_task(
+                    task, EventType.EXPIRED, now, reason=expiry_reason(task, self.policy)
+                )
             ]
         delayed = dataclasses.replace(task, mx_hosts=[], not_before=nxt.due_ms)
         return [
@@ -142,6 +145,8 @@ class AcceptedHandler:
                 text=request.text_body,
                 html=request.html_body,
                 accepted_at=accepted.accepted_at,
+                one_click_unsubscribe=accepted.priority is Priority.BULK
+                and has_https_unsubscribe(request.headers),
             )
             sender_domain = request.from_address.rsplit("@", 1)[1]
             outputs: list[Output] = []

@@ -30,6 +30,7 @@ def _addresses(recipients: list[Recipient]) -> list[Address]:
 def build_mime(
     request: EmailRequested,
     *,
+    one_click_unsubscribe: bool = False,
     subject: str | None,
     text: str | None,
     html: str | None,
@@ -50,6 +51,9 @@ def build_mime(
     msg["Message-ID"] = message_id_header(request, sender_domain)
     for name, value in request.headers.items():
         msg[name] = value
+    if one_click_unsubscribe and "List-Unsubscribe-Post" not in msg:
+        # RFC 8058: receivers may unsubscribe with a POST to the https URI, no page visit.
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if text is not None:
         msg.set_content(text, subtype="plain", cte="quoted-printable")
         if html is not None:
@@ -69,3 +73,8 @@ def build_mime(
         for a in [request.from_address, *(r.address for r in [*request.to, *request.cc])]
     )
     return msg.as_bytes(policy=SMTPUTF8 if needs_utf8 else SMTP)
+
+
+def has_https_unsubscribe(headers: dict[str, str]) -> bool:
+    value = next((v for k, v in headers.items() if k.lower() == "list-unsubscribe"), "")
+    return "<https://" in value

@@ -14,7 +14,7 @@ from services.common.delay import delayed_output
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
-from services.common.schedule import RetryPolicy, next_attempt
+from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
 from services.sender.deliveries import DeliveryLedger
 from services.sender.outcome import Outcome, classify, enhanced_code
@@ -111,7 +111,7 @@ class SenderHandler:
                     now,
                     attempt=number,
                     smtp=reply,
-                    reason="max_age_exceeded",
+                    reason=expiry_reason(task, self._policy),
                 )
             ]
         log.info(

@@ -11,6 +11,7 @@ from services.common.avro.records import EventType
 from tests.integration.harness import RecordingSmtp, TopicCollector
 
 N = 1000
+UNSUBSCRIBE = {"List-Unsubscribe": "<https://acme.mailstream.test/unsubscribe/volume>"}
 
 
 def test_a_thousand_requests_over_three_priorities(
@@ -29,6 +30,7 @@ def test_a_thousand_requests_over_three_priorities(
                 message_id=mid,
                 subject=f"volume {mid}",
                 text_body="x",
+                headers=UNSUBSCRIBE if priorities[i % 3] is Priority.BULK else {},
             ),
             priority=priorities[i % 3],
             wait=False,

@@ -42,3 +42,18 @@ def test_event_id_is_deterministic_and_distinguishes_steps() -> None:
     later = StatusUpdate(type=EventType.DEFERRED, attempt=2, **base)  # type: ignore[arg-type]
     assert event_id(first) == event_id(again)
     assert event_id(first) != event_id(later)
+
+
+def test_bulk_with_an_https_unsubscribe_gets_one_click() -> None:
+    from dataclasses import replace
+
+    from services.router.mime import has_https_unsubscribe
+
+    req = replace(REQ, headers={"List-Unsubscribe": "<https://acme.example/u/1>"})
+    assert has_https_unsubscribe(req.headers)
+    raw = build_mime(
+        req, subject="s", text="t", html=None, accepted_at=0, one_click_unsubscribe=True
+    )
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert not has_https_unsubscribe({"List-Unsubscribe": "<mailto:u@acme.example>"})

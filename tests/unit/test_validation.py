@@ -116,3 +116,16 @@ def test_special_use_test_domains_only_when_allowed() -> None:
     assert normalize_address("bob@inbox.mailstream.test", allow_test_domains=True) == (
         "bob@inbox.mailstream.test"
     )
+
+
+def test_bulk_mail_must_offer_unsubscribe() -> None:
+    bulk = request()
+    assert validate(bulk, TENANT, encoded_size=10, max_bytes=1000, bulk=True).rejected_reason == (
+        reasons.LIST_UNSUBSCRIBE_MISSING
+    )
+    with_header = request(headers={"List-Unsubscribe": "<https://acme.example/u/1>"})
+    assert (
+        validate(with_header, TENANT, encoded_size=10, max_bytes=1000, bulk=True).rejected_reason
+        is None
+    )
+    assert validate(bulk, TENANT, encoded_size=10, max_bytes=1000).rejected_reason is None
