@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.cli.settings import load
 from services.common.cassandra.session import connect
 from services.common.errors import ConfigError
+from services.sender.dkim import load_key
 
 
 class DkimKey(BaseModel):
@@ -40,10 +41,25 @@ class TenantsFile(BaseModel):
 
 
 def read_tenants_file(path: Path) -> TenantsFile:
+    """The validated file, with DKIM key paths made absolute (relative ones are relative to
+    the file) and every key parsed once, so a bad key fails here, not at send time."""
     try:
-        return TenantsFile.model_validate(yaml.safe_load(path.read_text()))
+        spec = TenantsFile.model_validate(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    for tenant in spec.tenants:
+        for domain in tenant.sender_domains:
+            for key in domain.dkim:
+                key_path = (path.parent / key.private_key_file).resolve()
+                try:
+                    load_key(key_path, selector=key.selector, algorithm=key.algorithm)
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(
+                        f"{path}: tenant {tenant.id}, {domain.domain} selector {key.selector}: "
+                        f"unusable DKIM key {key_path}: {type(exc).__name__}: {exc}"
+                    ) from None
+                key.private_key_file = str(key_path)
+    return spec
 
 
 @click.group(help="Tenants and their verified sender domains.")

@@ -17,6 +17,8 @@ class SmtpSettings(BaseModel):
     # Connections kept open per MX host, and messages sent over one before it is renewed.
     connections_per_host: int = 10
     messages_per_connection: int = 100
+    # How often DKIM keys are re-read from the tenants table and key files.
+    dkim_refresh_s: float = 30.0
 
 
 class SenderSettings(CommonSettings):
