@@ -17,6 +17,7 @@ from services.common.logging import get_logger
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
 from services.sender.deliveries import DeliveryLedger
+from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
 from services.sender.smtp import Attempt, SmtpPool
 
@@ -34,6 +35,7 @@ class SenderHandler:
         ledger: DeliveryLedger,
         clock: Clock,
         policy: RetryPolicy,
+        keyring: DkimKeyring,
     ) -> None:
         self._serde = serde
         self._topics = topics
@@ -42,6 +44,7 @@ class SenderHandler:
         self._ledger = ledger
         self._clock = clock
         self._policy = policy
+        self._keyring = keyring
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._serde.decode(DeliveryTask, inbound.value)
@@ -143,9 +146,15 @@ class SenderHandler:
     async def _attempt(self, task: DeliveryTask) -> Attempt:
         """Tries the MX hosts in preference order, moving on only when a host gave no reply."""
         last = Attempt(mx_host="", code=None, text="no MX host to try", connection_error="routing")
+        signer = await self._keyring.signer()
+        data = signer.sign(task.mime, domain=task.sender_domain)
         for mx in task.mx_hosts:
             last = await self._pool.send(
-                mx=mx, mail_from=task.mail_from, recipient=task.recipient, data=task.mime
+                mx=mx,
+                mail_from=task.mail_from,
+                recipient=task.recipient,
+                data=data,
+                rank=task.priority.rank,
             )
             if last.code is not None:
                 return last

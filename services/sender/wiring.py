@@ -9,6 +9,7 @@ from services.common.schedule import RetryPolicy
 from services.sender.config import SenderSettings
 from services.sender.deliveries import DeliveryLedger
 from services.sender.handler import SenderHandler
+from services.sender.keyring import DkimKeyring
 from services.sender.smtp import SmtpPool
 
 
@@ -24,6 +25,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         ledger=DeliveryLedger(session=kernel.cassandra),
         clock=kernel.clock,
         policy=RetryPolicy.from_settings(settings),
+        keyring=DkimKeyring(session=kernel.cassandra, refresh_s=settings.smtp.dkim_refresh_s),
     )
     return [
         Lane(
@@ -32,6 +34,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             topics=[topics.deliver(p)],
             handler=handler,
             dlq_topic=topics.internal_dlq,
+            max_in_flight=settings.kafka.lane_window(p),
         )
         for p in PRIORITIES
     ]
