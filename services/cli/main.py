@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from services.cli import db, inbox, send, tenants, topics, trace
+from services.cli import db, inbox, send, suppressions, tenants, topics, trace
 from services.common.errors import MailstreamError
 
 
@@ -15,7 +15,15 @@ def cli() -> None:
     pass
 
 
-for command in (topics.topics, db.db, tenants.tenants, trace.trace, inbox.inbox, send.send):
+for command in (
+    topics.topics,
+    db.db,
+    tenants.tenants,
+    trace.trace,
+    inbox.inbox,
+    send.send,
+    suppressions.suppressions,
+):
     cli.add_command(command)
 
 

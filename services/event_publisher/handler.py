@@ -1,4 +1,4 @@
-"""event-publisher: internal status updates become public EmailEvents and the timeline."""
+"""event-publisher: status updates become public EmailEvents, the timeline and suppressions."""
 
 from __future__ import annotations
 
@@ -10,16 +10,25 @@ from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.event_publisher.event_id import event_id
+from services.event_publisher.suppression import SuppressionStore
 from services.event_publisher.timeline import Timeline
 
 log = get_logger(__name__)
 
 
 class EventPublisherHandler:
-    def __init__(self, *, serde: RecordSerde, topics: Topics, timeline: Timeline) -> None:
+    def __init__(
+        self,
+        *,
+        serde: RecordSerde,
+        topics: Topics,
+        timeline: Timeline,
+        suppressions: SuppressionStore | None = None,
+    ) -> None:
         self._serde = serde
         self._topics = topics
         self._timeline = timeline
+        self._suppressions = suppressions
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         update = self._serde.decode(StatusUpdate, inbound.value)
@@ -40,6 +49,9 @@ class EventPublisherHandler:
         )
         # The timeline first: once the public event is out, support can always trace it.
         await self._timeline.record(event)
+        # Then the suppression list, before the event is out: a crash in between replays both.
+        if self._suppressions is not None:
+            await self._suppressions.on_event(event)
         log.info(
             "event_published",
             message_id=event.message_id,

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings
 from services.cli.settings import CliSettings
 from services.cli.tenants import read_tenants_file
 from services.common.config import CommonSettings
+from services.event_publisher.config import EventPublisherSettings
 from services.ingest.config import IngestSettings
 from services.router.config import RouterSettings
 from services.sender.config import SenderSettings
@@ -36,7 +37,7 @@ SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
     "ingest": (IngestSettings,),
     "router": (RouterSettings,),
     "sender": (SenderSettings,),
-    "event-publisher": (CommonSettings,),
+    "event-publisher": (EventPublisherSettings,),
     "init": (CommonSettings, CliSettings),
     "inbox": (CliSettings,),
 }

@@ -35,7 +35,7 @@ def test_451_is_deferred_then_delivered_after_the_delay(
     mine = events_for(items, mid)
     assert [e.type for e in mine] == [EventType.ACCEPTED, EventType.DEFERRED, EventType.DELIVERED]
     deferred, delivered = mine[1], mine[2]
-    assert deferred.reason == "policy" and deferred.attempt == 1
+    assert deferred.reason == "greylisted" and deferred.attempt == 1
     assert deferred.smtp is not None and deferred.smtp.code == 451
     assert deferred.smtp.enhanced_code == "4.7.1"
     # The test stack's first delay tier is 1 s: the retry waited for it, no longer than needed.

@@ -1,0 +1,122 @@
+"""mailstream suppressions list|add|remove"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from cassandra.cluster import Session
+
+from services.cli.settings import load
+from services.common.cassandra.session import connect, ms_from_cql
+
+MANUAL = "manual"
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    settings = load().cassandra
+    cluster, session = connect(settings, keyspace=settings.keyspace)
+    try:
+        yield session
+    finally:
+        cluster.shutdown()
+
+
+def _address(value: str) -> str:
+    address = value.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        raise click.BadParameter(f"not an email address: {value!r}", param_hint="ADDRESS")
+    return address
+
+
+def _fmt(ts: dt.datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "never"
+
+
+@click.group(help="A tenant's suppression list: addresses mailstream will not send to.")
+def suppressions() -> None:
+    pass
+
+
+_tenant = click.option("--tenant", required=True, help="The tenant whose list this is.")
+
+
+@suppressions.command("list", help="Show the tenant's suppressed addresses.")
+@_tenant
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+def list_(tenant: str, limit: int) -> None:
+    with _session() as session:
+        rows: list[Any] = list(
+            session.execute(
+                "SELECT address, reason, created_at, expires_at FROM suppressions"
+                " WHERE tenant_id = %s LIMIT %s",
+                (tenant, limit),
+            )
+        )
+    if not rows:
+        click.echo(f"no suppressions for tenant {tenant}")
+        return
+    now_ms = time.time_ns() // 1_000_000
+    width = max(len("ADDRESS"), *(len(r.address) for r in rows))
+    click.echo(f"{'ADDRESS':{width}}  {'REASON':18} {'CREATED':19}  {'EXPIRES':19}  STATE")
+    for r in rows:
+        lapsed = r.expires_at is not None and ms_from_cql(r.expires_at) <= now_ms
+        click.echo(
+            f"{r.address:{width}}  {(r.reason or '-'):18} {_fmt(r.created_at):19}  "
+            f"{_fmt(r.expires_at):19}  {'expired' if lapsed else 'active'}"
+        )
+
+
+@suppressions.command(help="Suppress an address for the tenant (replaces any entry).")
+@_tenant
+@click.argument("address")
+@click.option("--reason", default=MANUAL, show_default=True, help="Why, a snake_case code.")
+@click.option(
+    "--expires-in",
+    "expires_in",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Days until the suppression lapses; without it, it never does.",
+)
+def add(tenant: str, address: str, reason: str, expires_in: float | None) -> None:
+    normalized = _address(address)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    expires = now + dt.timedelta(days=expires_in) if expires_in is not None else None
+    with _session() as session:
+        session.execute(
+            "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (tenant, normalized, reason, now, expires),
+        )
+    click.echo(f"suppressed {normalized} for {tenant} (reason {reason}, expires {_fmt(expires)})")
+
+
+@suppressions.command(help="Take an address off the tenant's suppression list.")
+@_tenant
+@click.argument("address")
+def remove(tenant: str, address: str) -> None:
+    normalized = _address(address)
+    with _session() as session:
+        found = list(
+            session.execute(
+                "SELECT address FROM suppressions WHERE tenant_id = %s AND address = %s",
+                (tenant, normalized),
+            )
+        )
+        if not found:
+            raise click.ClickException(f"{normalized} is not suppressed for tenant {tenant}")
+        session.execute(
+            "DELETE FROM suppressions WHERE tenant_id = %s AND address = %s",
+            (tenant, normalized),
+        )
+        # Soft bounces counted so far would otherwise suppress it again at the next one.
+        session.execute(
+            "DELETE FROM soft_bounces WHERE tenant_id = %s AND address = %s",
+            (tenant, normalized),
+        )
+    click.echo(f"removed {normalized} from the suppression list of {tenant}")
