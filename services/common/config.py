@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.priority import Priority
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,16 +30,22 @@ class KafkaSettings(BaseModel):
     # Producer batching: a few ms of linger trades a little latency for far fewer requests.
     linger_ms: int = 2
     # Messages one lane may have in flight (consumed, not yet acknowledged downstream).
+    # Bulk lanes get a small window: what they have in flight queues at shared resources
+    # (Cassandra, SMTP hosts) ahead of critical work, so it bounds the wait critical mail sees.
     max_in_flight: int = 500
+    bulk_max_in_flight: int = 50
     consume_batch: int = 200
     commit_interval_s: float = 1.0
-    drain_timeout_s: float = 30.0
+    drain_timeout_s: float = 20.0
     session_timeout_ms: int = 10_000
     # Provisioning defaults for `mailstream topics create`.
     partitions: int = 3
     replication_factor: int = 1
     events_retention_ms: int = 7 * 24 * 3600 * 1000
     requests_retention_ms: int = 3 * 24 * 3600 * 1000
+
+    def lane_window(self, priority: Priority) -> int:
+        return self.bulk_max_in_flight if priority is Priority.BULK else self.max_in_flight
 
 
 class CassandraSettings(BaseModel):

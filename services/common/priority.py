@@ -14,5 +14,10 @@ class Priority(enum.StrEnum):
     def slug(self) -> str:
         return self.value.lower()
 
+    @property
+    def rank(self) -> int:
+        """0 is the most urgent."""
+        return PRIORITIES.index(self)
+
 
 PRIORITIES: tuple[Priority, ...] = (Priority.CRITICAL, Priority.TRANSACTIONAL, Priority.BULK)

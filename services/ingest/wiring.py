@@ -39,6 +39,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
                 topics=[kernel.topics.requested(priority)],
                 handler=handler,
                 dlq_topic=kernel.topics.requests_dlq,
+                max_in_flight=settings.kafka.lane_window(priority),
             )
         )
     return lanes

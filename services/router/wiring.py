@@ -32,6 +32,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             topics=[topics.route(p)],
             handler=AcceptedHandler(router=router),
             dlq_topic=topics.internal_dlq,
+            max_in_flight=settings.kafka.lane_window(p),
         )
         for p in PRIORITIES
     ]

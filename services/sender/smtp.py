@@ -10,6 +10,7 @@ import aiosmtplib
 
 from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
+from services.sender.slots import PrioritySlots
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,18 @@ class SmtpPool:
     def __init__(self, *, settings: SmtpSettings) -> None:
         self._settings = settings
         self._idle: dict[str, list[_Conn]] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, PrioritySlots] = {}
 
-    async def send(self, *, mx: MxHost, mail_from: str, recipient: str, data: bytes) -> Attempt:
+    async def send(
+        self, *, mx: MxHost, mail_from: str, recipient: str, data: bytes, rank: int = 0
+    ) -> Attempt:
+        """rank orders waiters for a connection slot: 0 (critical) first."""
         # Connections are pooled per address; events name the MX host.
         host, address = mx.host, mx.address
         slots = self._slots.setdefault(
-            address, asyncio.Semaphore(self._settings.connections_per_host)
+            address, PrioritySlots(slots=self._settings.connections_per_host)
         )
-        async with slots:
+        async with slots.slot(rank):
             try:
                 conn = await self._checkout(address)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

@@ -47,6 +47,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    at: float = 0.0  # time.time() when the message was accepted
 
 
 class _Recorder:
@@ -79,6 +80,7 @@ class _Recorder:
                     str(envelope.mail_from),
                     list(envelope.rcpt_tos),
                     envelope.original_content or b"",
+                    time.time(),
                 )
             )
         return "250 2.0.0 Ok: recorded"
@@ -150,7 +152,7 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self, timeout: float = 40.0) -> int | None:
+    def stop(self, timeout: float = 60.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
