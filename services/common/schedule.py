@@ -29,9 +29,25 @@ class RetryPolicy:
             },
         )
 
-    def deadline_ms(self, *, priority: Priority, accepted_at: int, expires_at: int | None) -> int:
-        deadline = accepted_at + self.max_age_s[priority] * 1000
+    def deadline_ms(
+        self,
+        *,
+        priority: Priority,
+        accepted_at: int,
+        expires_at: int | None,
+        send_at: int | None = None,
+    ) -> int:
+        """The maximum age counts from when the message was first due: accepted or send_at."""
+        deadline = max(accepted_at, send_at or 0) + self.max_age_s[priority] * 1000
         return min(deadline, expires_at) if expires_at is not None else deadline
+
+    def deadline_for(self, task: DeliveryTask) -> int:
+        return self.deadline_ms(
+            priority=task.priority,
+            accepted_at=task.accepted_at,
+            expires_at=task.expires_at,
+            send_at=task.send_at,
+        )
 
     def tier_for_delay(self, delay_s: float) -> int:
         """The shortest tier at least delay_s long (the last tier if none is)."""
@@ -56,21 +72,23 @@ def next_attempt(
     expires_at: int | None,
     now_ms: int,
     retry_after_s: int | None = None,
+    send_at: int | None = None,
 ) -> NextAttempt | None:
     """attempt = attempts made so far (>= 1). None: the message may not be tried again."""
     tier = policy.tiers_s[min(max(attempt, 1) - 1, len(policy.tiers_s) - 1)]
     if retry_after_s is not None and retry_after_s > tier:
         tier = policy.tier_for_delay(retry_after_s)
     due = now_ms + tier * 1000
-    if due >= policy.deadline_ms(priority=priority, accepted_at=accepted_at, expires_at=expires_at):
+    deadline = policy.deadline_ms(
+        priority=priority, accepted_at=accepted_at, expires_at=expires_at, send_at=send_at
+    )
+    if due >= deadline:
         return None
     return NextAttempt(tier_s=tier, due_ms=due)
 
 
 def expiry_reason(task: DeliveryTask, policy: RetryPolicy) -> str:
     """`expired` when the request's own expires_at ran out first, else `max_age_exceeded`."""
-    deadline = policy.deadline_ms(
-        priority=task.priority, accepted_at=task.accepted_at, expires_at=task.expires_at
-    )
+    deadline = policy.deadline_for(task)
     binding = task.expires_at is not None and task.expires_at == deadline
     return EXPIRED if binding else MAX_AGE_EXCEEDED

@@ -55,9 +55,7 @@ class Router:
 
     async def route(self, task: DeliveryTask) -> list[Output]:
         now = self.clock.now_ms()
-        deadline = self.policy.deadline_ms(
-            priority=task.priority, accepted_at=task.accepted_at, expires_at=task.expires_at
-        )
+        deadline = self.policy.deadline_for(task)
         if now >= deadline:
             reason = expiry_reason(task, self.policy)
             return [self.status.for_task(task, EventType.EXPIRED, now, reason=reason)]
@@ -95,6 +93,7 @@ class Router:
             attempt=max(task.attempt, 1),
             accepted_at=task.accepted_at,
             expires_at=task.expires_at,
+            send_at=task.send_at,
             now_ms=now,
         )
         if nxt is None:
@@ -164,6 +163,7 @@ class AcceptedHandler:
                     accepted_at=accepted.accepted_at,
                     expires_at=request.expires_at,
                     not_before=request.send_at,
+                    send_at=request.send_at,
                     tags=request.tags,
                 )
                 outputs += await self._router.route(task)

@@ -103,7 +103,9 @@ class SenderHandler:
             attempt=number,
             accepted_at=task.accepted_at,
             expires_at=task.expires_at,
+            send_at=task.send_at,
             now_ms=now,
+            retry_after_s=verdict.retry_after_s,
         )
         if nxt is None:
             log.info("expired_after_deferral", attempt=number, category=verdict.category)

@@ -133,3 +133,34 @@ def test_a_repeated_message_id_is_delivered_once(
     assert _types(events.items, mid).count(EventType.ACCEPTED) == 1
     assert _types(events.items, mid).count(EventType.DELIVERED) == 1
     assert sum(f"dup {mid}".encode() in m.data for m in smtp.messages) == 1
+
+
+def test_trace_by_recipient_lists_recent_messages(
+    client: EmailClient, events: TopicCollector, env: dict[str, str]
+) -> None:
+    recipient = f"Carol-{uuid.uuid4().hex[:6]}@inbox.mailstream.test"
+    mids = [f"bycarol-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for mid in mids:
+        client.send(
+            new_request(
+                tenant_id="acme",
+                from_address="hello@acme.mailstream.test",
+                to=recipient,
+                message_id=mid,
+                text_body="x",
+            )
+        )
+    events.wait_for(
+        "both delivered", lambda xs: all(EventType.DELIVERED in _types(xs, mid) for mid in mids)
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "trace", "--recipient", recipient.upper()],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for mid in mids:
+        assert mid in out
+    assert "DELIVERED" in out

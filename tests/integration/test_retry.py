@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from services.client import EmailClient, Priority, new_request
@@ -46,3 +47,58 @@ def test_451_is_deferred_then_delivered_after_the_delay(
     assert second - first < 10.0, "held far longer than its tier"
     assert reply.startswith("250")
     assert delivered.attempt == 2 and delivered.smtp is not None and delivered.smtp.code == 250
+
+
+def test_a_try_again_in_n_seconds_hint_is_honoured(
+    client: EmailClient, events: TopicCollector, smtp: RecordingSmtp
+) -> None:
+    recipient = f"hint-{uuid.uuid4().hex[:6]}@inbox.mailstream.test"
+    smtp.script_rcpt(recipient, ["450 4.2.1 Rate limited, try again in 3 seconds"])
+    mid = f"hint-{uuid.uuid4().hex[:8]}"
+    client.send(
+        new_request(
+            tenant_id="acme",
+            from_address="hello@acme.mailstream.test",
+            to=recipient,
+            message_id=mid,
+            subject="hint",
+            text_body="x",
+        )
+    )
+    items = events.wait_for(
+        "DELIVERED after the hinted wait",
+        lambda xs: EventType.DELIVERED in [e.type for e in events_for(xs, mid)],
+        timeout=60,
+    )
+    deferred = next(e for e in events_for(items, mid) if e.type is EventType.DEFERRED)
+    assert deferred.next_attempt_at is not None
+    # The test tiers are 1, 2 and 4 s: a 3 s hint moves the retry to the 4 s tier.
+    assert deferred.next_attempt_at - deferred.occurred_at == 4000
+    (first, _), (second, _) = smtp.rcpt_replies(recipient)
+    assert second - first >= 3.0
+
+
+def test_send_at_in_the_future_is_held_until_due(
+    client: EmailClient, events: TopicCollector, smtp: RecordingSmtp
+) -> None:
+    mid = f"later-{uuid.uuid4().hex[:8]}"
+    send_at = time.time_ns() // 1_000_000 + 3_000
+    client.send(
+        new_request(
+            tenant_id="acme",
+            from_address="hello@acme.mailstream.test",
+            to="later@inbox.mailstream.test",
+            message_id=mid,
+            subject=f"later {mid}",
+            text_body="x",
+            send_at=send_at,
+        )
+    )
+    events.wait_for(
+        "DELIVERED",
+        lambda xs: EventType.DELIVERED in [e.type for e in events_for(xs, mid)],
+        timeout=60,
+    )
+    arrived = next(m.at for m in smtp.messages if f"later {mid}".encode() in m.data)
+    assert arrived * 1000 >= send_at, "delivered before send_at"
+    assert arrived * 1000 - send_at < 6_000, "held far longer than needed"

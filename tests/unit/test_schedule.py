@@ -69,3 +69,35 @@ def test_retry_after_hint_moves_to_a_longer_tier() -> None:
         retry_after_s=200,
     )
     assert nxt is not None and nxt.tier_s == 300
+
+
+def test_max_age_counts_from_send_at_when_later() -> None:
+    day = 24 * 3600 * 1000
+    later = T0 + 2 * day
+    assert (
+        POLICY.deadline_ms(priority=Priority.BULK, accepted_at=T0, expires_at=None, send_at=later)
+        == later + day
+    )
+    assert (
+        next_attempt(
+            POLICY,
+            priority=Priority.BULK,
+            attempt=1,
+            accepted_at=T0,
+            expires_at=None,
+            now_ms=later + 1000,
+            send_at=later,
+        )
+        is not None
+    )
+    assert (
+        next_attempt(
+            POLICY,
+            priority=Priority.BULK,
+            attempt=1,
+            accepted_at=T0,
+            expires_at=None,
+            now_ms=later + 1000,
+        )
+        is None
+    )

@@ -148,6 +148,7 @@ class DeliveryTask:
     accepted_at: int
     expires_at: int | None = None
     not_before: int | None = None
+    send_at: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
 
