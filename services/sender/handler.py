@@ -20,6 +20,7 @@ from services.sender.deliveries import DeliveryLedger
 from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
 from services.sender.smtp import Attempt, SmtpPool
+from services.sender.tls import TlsPolicy
 
 log = get_logger(__name__)
 
@@ -36,6 +37,7 @@ class SenderHandler:
         clock: Clock,
         policy: RetryPolicy,
         keyring: DkimKeyring,
+        tls: TlsPolicy,
     ) -> None:
         self._serde = serde
         self._topics = topics
@@ -45,6 +47,7 @@ class SenderHandler:
         self._clock = clock
         self._policy = policy
         self._keyring = keyring
+        self._tls = tls
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._serde.decode(DeliveryTask, inbound.value)
@@ -157,6 +160,7 @@ class SenderHandler:
                 recipient=task.recipient,
                 data=data,
                 rank=task.priority.rank,
+                tls_required=self._tls.required_for(task.recipient.rsplit("@", 1)[1]),
             )
             if last.code is not None:
                 return last

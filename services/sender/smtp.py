@@ -1,9 +1,10 @@
-"""SMTP delivery with aiosmtplib over a small pool of reused connections per MX host."""
+"""SMTP delivery with aiosmtplib over a small pool of reused connections per MX address."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -11,6 +12,9 @@ import aiosmtplib
 from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
 from services.sender.slots import PrioritySlots
+from services.sender.tls import TlsPolicy
+
+_LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,10 @@ class Attempt:
     connection_error: str | None = None
 
 
+class TlsUnavailable(Exception):
+    """TLS is required for this destination and could not be had with a valid certificate."""
+
+
 class _Conn:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
@@ -31,38 +39,43 @@ class _Conn:
 
 
 class SmtpPool:
-    def __init__(self, *, settings: SmtpSettings) -> None:
+    def __init__(self, *, settings: SmtpSettings, tls: TlsPolicy) -> None:
         self._settings = settings
-        self._idle: dict[str, list[_Conn]] = {}
+        self._tls = tls
+        # Pooled per (address, verified name): a connection made without verified TLS is never
+        # reused where TLS is required, nor one verified for another MX name.
+        self._idle: dict[tuple[str, str], list[_Conn]] = {}
         self._slots: dict[str, PrioritySlots] = {}
 
     async def send(
-        self, *, mx: MxHost, mail_from: str, recipient: str, data: bytes, rank: int = 0
+        self,
+        *,
+        mx: MxHost,
+        mail_from: str,
+        recipient: str,
+        data: bytes,
+        rank: int = 0,
+        tls_required: bool = False,
     ) -> Attempt:
         """rank orders waiters for a connection slot: 0 (critical) first."""
-        # Connections are pooled per address; events name the MX host.
-        host, address = mx.host, mx.address
         slots = self._slots.setdefault(
-            address, PrioritySlots(slots=self._settings.connections_per_host)
+            mx.address, PrioritySlots(slots=self._settings.connections_per_host)
         )
+        key = _pool_key(mx, required=tls_required)
         async with slots.slot(rank):
             try:
-                conn = await self._checkout(address)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                return Attempt(host, None, str(exc)[:500], connection_error="connection")
+                conn = await self._checkout(mx, required=tls_required)
+            except TlsUnavailable as exc:
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
+            except (aiosmtplib.SMTPException, *_LOST) as exc:
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
             try:
-                attempt = await self._transaction(conn, host, mail_from, recipient, data)
-            except (
-                aiosmtplib.SMTPServerDisconnected,
-                aiosmtplib.SMTPTimeoutError,
-                OSError,
-                TimeoutError,
-            ) as exc:
+                attempt = await self._transaction(conn, mx.host, mail_from, recipient, data)
+            except _LOST as exc:
                 await self._discard(conn)
-                return Attempt(host, None, str(exc)[:500], connection_error="connection_lost")
-            await self._checkin(
-                address, conn, reusable=attempt.code is not None and attempt.code < 421
-            )
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="connection_lost")
+            reusable = attempt.code is not None and attempt.code < 421
+            await self._checkin(key, conn, reusable=reusable)
             return attempt
 
     async def _transaction(
@@ -81,29 +94,53 @@ class SmtpPool:
         conn.sent += 1
         return Attempt(host, response.code, response.message, tls)
 
-    async def _checkout(self, address: str) -> _Conn:
-        idle = self._idle.setdefault(address, [])
+    async def _checkout(self, mx: MxHost, *, required: bool) -> _Conn:
+        idle = self._idle.setdefault(_pool_key(mx, required=required), [])
         while idle:
             conn = idle.pop()
             if conn.client.is_connected:
                 return conn
+        if required:
+            return await self._connect(mx, context=self._tls.verifying_context())
+        if not self._tls.opportunistic:
+            return await self._connect(mx, context=None)
+        try:
+            return await self._connect(mx, context=TlsPolicy.opportunistic_context())
+        except TlsUnavailable:
+            # The handshake failed: opportunistic TLS falls back to plain text.
+            return await self._connect(mx, context=None)
+
+    async def _connect(self, mx: MxHost, *, context: ssl.SSLContext | None) -> _Conn:
+        """context None: plain text. Otherwise STARTTLS when offered; with a verifying
+        context it must be offered and succeed (TlsUnavailable if not)."""
         client = aiosmtplib.SMTP(
-            hostname=address,
+            hostname=mx.address,
             port=self._settings.port,
             local_hostname=self._settings.helo_name,
             timeout=self._settings.command_timeout_s,
             start_tls=False,
         )
         await asyncio.wait_for(client.connect(), self._settings.connect_timeout_s)
+        if context is None:
+            return _Conn(client)
+        verifying = context.verify_mode != ssl.CERT_NONE
+        await client.ehlo()
+        if not client.supports_extension("starttls"):
+            if verifying:
+                client.close()
+                raise TlsUnavailable(f"{mx.host} does not offer STARTTLS")
+            return _Conn(client)
+        try:
+            await client.starttls(server_hostname=mx.host, tls_context=context)
+        except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise TlsUnavailable(f"STARTTLS with {mx.host} failed: {exc}") from exc
         return _Conn(client)
 
-    async def _checkin(self, address: str, conn: _Conn, *, reusable: bool) -> None:
-        if (
-            reusable
-            and conn.sent < self._settings.messages_per_connection
-            and conn.client.is_connected
-        ):
-            self._idle.setdefault(address, []).append(conn)
+    async def _checkin(self, key: tuple[str, str], conn: _Conn, *, reusable: bool) -> None:
+        fresh = conn.sent < self._settings.messages_per_connection
+        if reusable and fresh and conn.client.is_connected:
+            self._idle.setdefault(key, []).append(conn)
         else:
             await self._discard(conn)
 
@@ -126,3 +163,7 @@ def _tls_version(client: aiosmtplib.SMTP) -> str | None:
         return None
     ssl_object = transport.get_extra_info("ssl_object")
     return ssl_object.version() if ssl_object is not None else None
+
+
+def _pool_key(mx: MxHost, *, required: bool) -> tuple[str, str]:
+    return (mx.address, mx.host.lower() if required else "")

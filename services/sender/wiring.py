@@ -11,20 +11,27 @@ from services.sender.deliveries import DeliveryLedger
 from services.sender.handler import SenderHandler
 from services.sender.keyring import DkimKeyring
 from services.sender.smtp import SmtpPool
+from services.sender.tls import TlsPolicy
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:
     settings = kernel.settings
     assert isinstance(settings, SenderSettings)
     topics = kernel.topics
+    tls = TlsPolicy.parse(
+        required_domains=settings.smtp.tls_required_domains,
+        opportunistic=settings.smtp.opportunistic_tls,
+        ca_file=settings.smtp.tls_ca_file,
+    )
     handler = SenderHandler(
         serde=kernel.serde,
         topics=topics,
         status=kernel.status,
-        pool=SmtpPool(settings=settings.smtp),
+        pool=SmtpPool(settings=settings.smtp, tls=tls),
         ledger=DeliveryLedger(session=kernel.cassandra),
         clock=kernel.clock,
         policy=RetryPolicy.from_settings(settings),
+        tls=tls,
         keyring=DkimKeyring(session=kernel.cassandra, refresh_s=settings.smtp.dkim_refresh_s),
     )
     return [

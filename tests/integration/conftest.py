@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
 import subprocess
 import sys
 import uuid
@@ -35,6 +36,7 @@ from tests.integration.harness import (
     base_env,
     wait_until,
 )
+from tests.integration.tls_certs import TestCertificates, make_certificates
 
 SERVICES = {  # module -> lanes it runs (each logs partitions_assigned once it is consuming)
     "services.ingest": 3,
@@ -94,8 +96,16 @@ def stack() -> None:
 
 
 @pytest.fixture(scope="session")
-def smtp() -> Iterator[RecordingSmtp]:
-    server = RecordingSmtp()
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> TestCertificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"), hostnames=["mx.mailstream.test"])
+
+
+@pytest.fixture(scope="session")
+def smtp(certificates: TestCertificates) -> Iterator[RecordingSmtp]:
+    """Offers STARTTLS with a certificate for mx.mailstream.test from a test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert_file, certificates.key_file)
+    server = RecordingSmtp(tls_context=context)
     server.start()
     yield server
     server.stop()
@@ -107,11 +117,15 @@ def run_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def env(stack: None, smtp: RecordingSmtp, run_id: str) -> Iterator[dict[str, str]]:
+def env(
+    stack: None, smtp: RecordingSmtp, run_id: str, certificates: TestCertificates
+) -> Iterator[dict[str, str]]:
     values = base_env(
         MAILSTREAM_KAFKA__TOPIC_PREFIX=f"it{run_id}.",
         MAILSTREAM_CASSANDRA__KEYSPACE=f"it_{run_id}",
         MAILSTREAM_SMTP__PORT=str(smtp.port),
+        MAILSTREAM_SMTP__TLS_CA_FILE=str(certificates.ca_file),
+        MAILSTREAM_SMTP__TLS_REQUIRED_DOMAINS="tls-required.mailstream.test,tls-badcert.mailstream.test",
         MAILSTREAM_DELAY_TIERS_S="[1,2,4]",
         MAILSTREAM_KAFKA__PARTITIONS="3",
     )

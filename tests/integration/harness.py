@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -89,7 +90,7 @@ class _Recorder:
 class RecordingSmtp:
     """An aiosmtpd server on loopback that keeps the raw bytes of every message."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
         self._recorder = _Recorder()
         self._controller = Controller(
@@ -98,6 +99,8 @@ class RecordingSmtp:
             port=self.port,
             decode_data=False,
             enable_SMTPUTF8=True,
+            tls_context=tls_context,
+            require_starttls=False,
         )
 
     def start(self) -> None:
