@@ -14,10 +14,10 @@ from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.priority import Priority
 from services.common.status import StatusEmitter
+from services.common.tenants import TenantDirectory
 from services.ingest import reasons
 from services.ingest.idempotency import Claim, IdempotencyStore
 from services.ingest.suppression import SuppressionList
-from services.ingest.tenants import TenantDirectory
 from services.ingest.validation import validate
 
 log = get_logger(__name__)

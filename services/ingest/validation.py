@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from email_validator import EmailNotValidError, validate_email
 
 from services.common.avro.records import EmailRequested
+from services.common.tenants import Tenant
 from services.ingest import reasons
 from services.ingest.headers_policy import header_allowed, unsafe_text
-from services.ingest.tenants import Tenant
 
 MAX_MESSAGE_ID = 128
 MAX_TO = 50

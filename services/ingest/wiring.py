@@ -5,11 +5,11 @@ from __future__ import annotations
 from services.common.kafka.runner import Lane
 from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES
+from services.common.tenants import TenantDirectory
 from services.ingest.config import IngestSettings
 from services.ingest.handler import IngestHandler
 from services.ingest.idempotency import IdempotencyStore
 from services.ingest.suppression import SuppressionList
-from services.ingest.tenants import TenantDirectory
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:

@@ -3,6 +3,7 @@ to the sender after a fresh MX lookup."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 
@@ -24,9 +25,11 @@ from services.common.logging import get_logger
 from services.common.priority import Priority
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
+from services.common.tenants import TenantDirectory
 from services.router import reasons
 from services.router.mime import build_mime, has_https_unsubscribe
 from services.router.mx import DnsTemporaryFailure, MxResolver, NoRoute
+from services.router.pacing import Pacer
 
 log = get_logger(__name__)
 
@@ -128,8 +131,10 @@ class Router:
 
 
 class AcceptedHandler:
-    def __init__(self, *, router: Router) -> None:
+    def __init__(self, *, router: Router, tenants: TenantDirectory, pacer: Pacer) -> None:
         self._router = router
+        self._tenants = tenants
+        self._pacer = pacer
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         accepted = self._router.serde.decode(AcceptedRequest, inbound.value)
@@ -148,6 +153,7 @@ class AcceptedHandler:
                 and has_https_unsubscribe(request.headers),
             )
             sender_domain = request.from_address.rsplit("@", 1)[1]
+            rate = await self._bulk_rate(accepted)
             outputs: list[Output] = []
             for recipient in accepted.recipients:
                 task = DeliveryTask(
@@ -166,8 +172,29 @@ class AcceptedHandler:
                     send_at=request.send_at,
                     tags=request.tags,
                 )
+                if rate is not None:
+                    task = await self._pace(task, rate)
                 outputs += await self._router.route(task)
             return outputs
+
+    async def _bulk_rate(self, accepted: AcceptedRequest) -> float | None:
+        if accepted.priority is not Priority.BULK:
+            return None
+        tenant = await self._tenants.get(accepted.request.tenant_id)
+        rate = tenant.limits.get("bulk_per_second") if tenant else None
+        return rate if rate and rate > 0 else None
+
+    async def _pace(self, task: DeliveryTask, rate: float) -> DeliveryTask:
+        """Waits for the tenant's next bulk slot: in place when under a second away, else by
+        making the task due then (it goes to a delay topic; no consumer sleeps for long)."""
+        now = self._router.clock.now_ms()
+        slot = self._pacer.slot(
+            task.tenant_id, rate_per_s=rate, now_ms=max(now, task.not_before or 0)
+        )
+        if slot - now <= 1000:
+            await asyncio.sleep(max(0.0, slot - now) / 1000)
+            return task
+        return dataclasses.replace(task, not_before=int(slot))
 
 
 class DelayedHandler:

@@ -7,9 +7,11 @@ from services.common.kafka.runner import Lane
 from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES
 from services.common.schedule import RetryPolicy
+from services.common.tenants import TenantDirectory
 from services.router.config import RouterSettings
 from services.router.handler import AcceptedHandler, DelayedHandler, Router
 from services.router.mx import MxResolver
+from services.router.pacing import Pacer
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:
@@ -25,12 +27,15 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         policy=RetryPolicy.from_settings(settings),
         return_path_local=settings.router.return_path_local,
     )
+    accepted = AcceptedHandler(
+        router=router, pacer=Pacer(), tenants=TenantDirectory(session=kernel.cassandra)
+    )
     lanes = [
         Lane(
             name=f"router-{p.slug}",
             group_id=f"{topics.prefix}mailstream-router-{p.slug}",
             topics=[topics.route(p)],
-            handler=AcceptedHandler(router=router),
+            handler=accepted,
             dlq_topic=topics.internal_dlq,
             max_in_flight=settings.kafka.lane_window(p),
         )

@@ -55,6 +55,7 @@ tenants:
   - id: other
     sender_domains:
       - domain: other.mailstream.test
+    limits: {bulk_per_second: 5}
 """
 
 

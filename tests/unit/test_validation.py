@@ -1,9 +1,9 @@
 import pytest
 
 from services.common.avro.records import EmailRequested, Recipient
+from services.common.tenants import Tenant
 from services.ingest import reasons
 from services.ingest.headers_policy import header_allowed, unsafe_text
-from services.ingest.tenants import Tenant
 from services.ingest.validation import normalize_address, validate
 
 TENANT = Tenant("acme", frozenset({"acme.example"}))

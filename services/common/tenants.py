@@ -1,9 +1,10 @@
-"""The tenants ingest knows, read from Cassandra and cached briefly."""
+"""The tenants the services know, read from Cassandra and cached briefly."""
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common.cassandra.session import AsyncSession
 
@@ -12,6 +13,8 @@ from services.common.cassandra.session import AsyncSession
 class Tenant:
     tenant_id: str
     sender_domains: frozenset[str]
+    # From the tenants file's `limits`, e.g. {"bulk_per_second": 50}.
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 class TenantDirectory:
@@ -26,13 +29,17 @@ class TenantDirectory:
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
         rows = await self._session.execute(
-            "SELECT tenant_id, sender_domains FROM tenants WHERE tenant_id = ?", (tenant_id,)
+            "SELECT tenant_id, sender_domains, spec_json FROM tenants WHERE tenant_id = ?",
+            (tenant_id,),
         )
-        tenant = (
-            Tenant(rows[0].tenant_id, frozenset(d.lower() for d in rows[0].sender_domains or ()))
-            if rows
-            else None
-        )
+        tenant = None
+        if rows:
+            spec = json.loads(rows[0].spec_json or "{}")
+            tenant = Tenant(
+                rows[0].tenant_id,
+                frozenset(d.lower() for d in rows[0].sender_domains or ()),
+                {k: float(v) for k, v in (spec.get("limits") or {}).items()},
+            )
         # Unknown tenants are cached for a second only, so a tenant just applied is seen soon.
         self._cache[tenant_id] = (now - (self._ttl_s - 1.0 if tenant is None else 0.0), tenant)
         return tenant
