@@ -101,11 +101,11 @@ class SmtpPool:
             if conn.client.is_connected:
                 return conn
         if required:
-            return await self._connect(mx, context=self._tls.verifying_context())
+            return await self._connect(mx, context=self._tls.verifying_context)
         if not self._tls.opportunistic:
             return await self._connect(mx, context=None)
         try:
-            return await self._connect(mx, context=TlsPolicy.opportunistic_context())
+            return await self._connect(mx, context=self._tls.opportunistic_context)
         except TlsUnavailable:
             # The handshake failed: opportunistic TLS falls back to plain text.
             return await self._connect(mx, context=None)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class TlsPolicy:
+class TlsPolicy:  # not slots: cached_property needs __dict__
     """Opportunistic STARTTLS everywhere (encrypt when offered, certificate not checked, as
     Postfix's `may`), and `required` for listed recipient domains: STARTTLS must be offered
     and the certificate must verify for the MX host name, or the attempt is deferred."""
@@ -24,13 +25,15 @@ class TlsPolicy:
     def required_for(self, recipient_domain: str) -> bool:
         return recipient_domain.lower() in self.required_domains
 
+    @functools.cached_property
     def verifying_context(self) -> ssl.SSLContext:
+        """Built once: loading the CA store for every connection costs tens of ms."""
         context = ssl.create_default_context(cafile=self.ca_file)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
-    @staticmethod
-    def opportunistic_context() -> ssl.SSLContext:
+    @functools.cached_property
+    def opportunistic_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
