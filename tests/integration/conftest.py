@@ -34,6 +34,7 @@ from tests.integration.harness import (
     ServiceProcess,
     TopicCollector,
     base_env,
+    events_for,
     wait_until,
 )
 from tests.integration.tls_certs import TestCertificates, make_certificates
@@ -232,10 +233,6 @@ def dlq(settings: CommonSettings, topics: Topics, provisioned: None) -> Iterator
 def client(settings: CommonSettings, provisioned: None) -> Iterator[EmailClient]:
     with EmailClient(kafka=settings.kafka) as c:
         yield c
-
-
-def events_for(items: list[EmailEvent], message_id: str) -> list[EmailEvent]:
-    return [e for e in items if e.message_id == message_id]
 
 
 __all__ = ["Inbound", "Path", "events_for"]

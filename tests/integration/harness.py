@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from services.client import EmailClient, Priority, new_request
 from services.common.config import KafkaSettings
 from services.common.kafka.producer import AsyncProducer
 from services.common.kafka.records import Inbound, Output
@@ -252,3 +254,43 @@ def base_env(**overrides: str) -> dict[str, str]:
             env[key] = value
     env.update(overrides)
     return env
+
+
+def events_for(items: list[Any], message_id: str) -> list[Any]:
+    return [e for e in items if e.message_id == message_id]
+
+
+def send_message(
+    client: EmailClient,
+    to: str,
+    *,
+    priority: Priority = Priority.TRANSACTIONAL,
+    tenant_id: str = "acme",
+    from_address: str = "hello@acme.mailstream.test",
+    **fields: Any,
+) -> str:
+    """Publishes one inline request with a fresh message_id (also in its subject)."""
+    mid = f"m-{uuid.uuid4().hex[:10]}"
+    client.send(
+        new_request(
+            tenant_id=tenant_id,
+            from_address=from_address,
+            to=to,
+            message_id=mid,
+            subject=f"subject {mid}",
+            text_body="x",
+            **fields,
+        ),
+        priority=priority,
+    )
+    return mid
+
+
+def until_terminal(events: TopicCollector, mid: str, timeout: float = 60) -> list[Any]:
+    """The message's events, once one of them is terminal."""
+    items = events.wait_for(
+        f"a terminal event for {mid}",
+        lambda xs: any(e.type.terminal for e in events_for(xs, mid)),
+        timeout=timeout,
+    )
+    return events_for(items, mid)

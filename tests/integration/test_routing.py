@@ -10,38 +10,20 @@ from email.policy import default
 
 import pytest
 
-from services.client import EmailClient, Priority, new_request
-from services.common.avro.records import BounceKind, EmailEvent, EventType
-from tests.integration.conftest import events_for
-from tests.integration.harness import RecordingSmtp, TopicCollector
+from services.client import EmailClient, Priority
+from services.common.avro.records import BounceKind, EventType
+from tests.integration.harness import (
+    RecordingSmtp,
+    TopicCollector,
+)
+from tests.integration.harness import (
+    send_message as _send,
+)
+from tests.integration.harness import (
+    until_terminal as _terminal,
+)
 
 FROM = "hello@acme.mailstream.test"
-
-
-def _send(
-    client: EmailClient, to: str, *, priority: Priority = Priority.TRANSACTIONAL, **fields: object
-) -> str:
-    mid = f"route-{uuid.uuid4().hex[:10]}"
-    request = new_request(
-        tenant_id="acme",
-        from_address=FROM,
-        to=to,
-        message_id=mid,
-        subject=f"subject {mid}",
-        text_body="x",
-        **fields,
-    )  # type: ignore[arg-type]
-    client.send(request, priority=priority)
-    return mid
-
-
-def _terminal(events: TopicCollector, mid: str, timeout: float = 60) -> list[EmailEvent]:
-    items = events.wait_for(
-        f"a terminal event for {mid}",
-        lambda xs: any(e.type.terminal for e in events_for(xs, mid)),
-        timeout=timeout,
-    )
-    return events_for(items, mid)
 
 
 @pytest.mark.parametrize(

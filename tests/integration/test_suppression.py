@@ -8,37 +8,21 @@ import uuid
 
 import pytest
 
-from services.client import EmailClient, Priority, new_request
+from services.client import EmailClient
 from services.common.avro.records import BounceKind, EmailEvent, EventType
-from tests.integration.conftest import events_for
-from tests.integration.harness import REPO, RecordingSmtp, TopicCollector
+from tests.integration.harness import (
+    REPO,
+    RecordingSmtp,
+    TopicCollector,
+)
+from tests.integration.harness import (
+    send_message as _send,
+)
+from tests.integration.harness import (
+    until_terminal as _terminal,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _send(client: EmailClient, to: str) -> str:
-    mid = f"supp-{uuid.uuid4().hex[:8]}"
-    client.send(
-        new_request(
-            tenant_id="acme",
-            from_address="hello@acme.mailstream.test",
-            to=to,
-            message_id=mid,
-            subject=f"subject {mid}",
-            text_body="x",
-        ),
-        priority=Priority.TRANSACTIONAL,
-    )
-    return mid
-
-
-def _terminal(events: TopicCollector, mid: str, timeout: float = 60) -> list[EmailEvent]:
-    items = events.wait_for(
-        f"a terminal event for {mid}",
-        lambda xs: any(e.type.terminal for e in events_for(xs, mid)),
-        timeout=timeout,
-    )
-    return events_for(items, mid)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from services.client import EmailClient, new_request
-from services.common.avro.records import EmailEvent, EventType
-from tests.integration.conftest import events_for
-from tests.integration.harness import RecordingSmtp, TopicCollector
+from services.client import EmailClient
+from services.common.avro.records import EventType
+from tests.integration.harness import (
+    RecordingSmtp,
+    TopicCollector,
+)
+from tests.integration.harness import (
+    send_message as _send,
+)
+from tests.integration.harness import (
+    until_terminal as _until_terminal,
+)
 
 FROM = "hello@acme.mailstream.test"
-
-
-def _send(client: EmailClient, to: str, **fields: object) -> str:
-    mid = f"tls-{uuid.uuid4().hex[:10]}"
-    client.send(
-        new_request(
-            tenant_id="acme",
-            from_address=FROM,
-            to=to,
-            message_id=mid,
-            subject=f"tls {mid}",
-            text_body="x",
-            **fields,
-        )
-    )  # type: ignore[arg-type]
-    return mid
-
-
-def _until_terminal(events: TopicCollector, mid: str) -> list[EmailEvent]:
-    items = events.wait_for(
-        f"terminal {mid}", lambda xs: any(e.type.terminal for e in events_for(xs, mid)), timeout=60
-    )
-    return events_for(items, mid)
 
 
 def test_opportunistic_starttls_is_used_and_recorded(
