@@ -186,9 +186,10 @@ def services(
 
     wait_until("services to be consuming", ready, 90)
     yield procs
-    for proc in procs.values():
-        code = proc.stop()
-        assert code == 0, f"{proc.module} exited {code} on SIGTERM:\n{proc.log_text()[-2000:]}"
+    # Stop every service before judging any: an assertion here must not leave others running.
+    codes = {module: proc.stop() for module, proc in procs.items()}
+    bad = {m: (c, procs[m].log_text()[-2000:]) for m, c in codes.items() if c != 0}
+    assert not bad, f"services did not exit 0 on SIGTERM: {bad}"
 
 
 @pytest.fixture(scope="session")
