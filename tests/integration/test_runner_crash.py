@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -23,7 +24,10 @@ def _committed(admin: AdminClient, group: str) -> int:
 
 
 def test_sigkill_between_produce_and_commit_loses_nothing(
-    settings: CommonSettings, env: dict[str, str], tmp_path: object
+    settings: CommonSettings,
+    env: dict[str, str],
+    tmp_path: object,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = uuid.uuid4().hex[:8]
     prefix = settings.kafka.topic_prefix
@@ -81,10 +85,11 @@ def test_sigkill_between_produce_and_commit_loses_nothing(
     counts = Counter(outputs.items)
     lost = N - len(counts)
     duplicates = sum(c - 1 for c in counts.values())
-    print(
-        f"\ncrash test: {N} inputs, {KILLS} SIGKILLs, lost={lost}, duplicates={duplicates}, "
-        f"produced-but-uncommitted at each kill={uncommitted_at_kill}"
-    )
+    with capsys.disabled():  # the figures belong in the CI log
+        print(
+            f"\ncrash test: {N} inputs, {KILLS} SIGKILLs, lost={lost}, duplicates={duplicates}, "
+            f"produced-but-uncommitted at each kill={uncommitted_at_kill}"
+        )
     assert lost == 0
     assert set(counts) == {f"m-{i}" for i in range(N)}
     # Each kill left produced-but-uncommitted work, which the restart processed again.
