@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from services.cli import db, inbox, send, suppressions, tenants, topics, trace
+from services.cli import db, inbox, send, suppressions, templates, tenants, topics, trace
 from services.common.errors import MailstreamError
 
 
@@ -23,6 +23,7 @@ for command in (
     inbox.inbox,
     send.send,
     suppressions.suppressions,
+    templates.templates,
 ):
     cli.add_command(command)
 

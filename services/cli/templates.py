@@ -1,0 +1,279 @@
+"""mailstream templates apply|list|preview: stored, versioned email templates."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from cassandra.cluster import Session
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.cli.settings import load
+from services.common.avro.records import TemplateRef
+from services.common.cassandra.session import AsyncSession, connect
+from services.common.errors import ConfigError
+from services.router.render import Rendered, RenderError, RenderLimits, check_syntax
+from services.router.templates import (
+    LOCALE_PATTERN,
+    StoredTemplate,
+    TemplateStore,
+    canonical_locale,
+    content_hash,
+    render_ref,
+)
+
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_CLAIM_ATTEMPTS = 5
+
+
+class TemplateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+    locale: str = Field(pattern=LOCALE_PATTERN)
+    default_locale: str = Field(pattern=LOCALE_PATTERN)
+    required: list[str] = Field(default_factory=list)
+    subject: str = Field(min_length=1)
+    text: str | None = None
+    html: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TemplateSpec:
+        if self.text is None and self.html is None:
+            raise ValueError("a template needs text, html or both")
+        bad = [r for r in self.required if not _matches(_IDENTIFIER, r)]
+        if bad:
+            raise ValueError(f"required variables must be identifiers: {bad}")
+        self.locale = canonical_locale(self.locale)
+        self.default_locale = canonical_locale(self.default_locale)
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant}/{self.name} [{self.locale}]"
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(
+            subject=self.subject, text=self.text, html=self.html, required=self.required
+        )
+
+
+class TemplatesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    templates: list[TemplateSpec]
+
+
+def _matches(pattern: str, value: str) -> bool:
+    return re.match(pattern, value) is not None
+
+
+def read_templates_file(path: Path) -> TemplatesFile:
+    """The validated file: every part compiles, one entry per (tenant, name, locale), and the
+    entries of one template agree on its default locale."""
+    try:
+        spec = TemplatesFile.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    seen: dict[tuple[str, str], str] = {}
+    labels: set[str] = set()
+    for t in spec.templates:
+        if t.label in labels:
+            raise ConfigError(f"{path}: {t.label} appears twice")
+        labels.add(t.label)
+        default = seen.setdefault((t.tenant, t.name), t.default_locale)
+        if default != t.default_locale:
+            raise ConfigError(f"{path}: {t.tenant}/{t.name}: entries disagree on default_locale")
+        for part, source in (("subject", t.subject), ("text", t.text), ("html", t.html)):
+            if source is None:
+                continue
+            try:
+                check_syntax(source, html=part == "html")
+            except RenderError as exc:
+                raise ConfigError(f"{path}: {t.label} {part}: {exc.message}") from None
+    return spec
+
+
+def _grouped(spec: TemplatesFile) -> dict[tuple[str, str], list[TemplateSpec]]:
+    groups: dict[tuple[str, str], list[TemplateSpec]] = defaultdict(list)
+    for t in spec.templates:
+        groups[(t.tenant, t.name)].append(t)
+    return groups
+
+
+def _current(session: Session, tenant: str, name: str) -> tuple[Any, dict[str, tuple[int, str]]]:
+    """The latest version row (or None) and, per locale, its newest (version, content hash)."""
+    heads = list(
+        session.execute(
+            "SELECT version, default_locale, locales FROM template_versions"
+            " WHERE tenant_id = %s AND name = %s LIMIT 1",
+            (tenant, name),
+        )
+    )
+    stored: dict[str, tuple[int, str]] = {}
+    for row in session.execute(
+        "SELECT locale, version, content_hash FROM templates WHERE tenant_id = %s AND name = %s",
+        (tenant, name),
+    ):
+        stored.setdefault(row.locale, (row.version, row.content_hash))
+    return (heads[0] if heads else None), stored
+
+
+def _apply_one(session: Session, tenant: str, name: str, entries: list[TemplateSpec]) -> None:
+    default_locale = entries[0].default_locale
+    for _ in range(_CLAIM_ATTEMPTS):
+        head, stored = _current(session, tenant, name)
+        changed = [e for e in entries if stored.get(e.locale, (0, ""))[1] != e.content_hash]
+        locales = set(stored) | {e.locale for e in entries}
+        if default_locale not in locales:
+            raise ConfigError(
+                f"{tenant}/{name}: default_locale {default_locale} has no template in the file"
+                " or in the store"
+            )
+        if not changed and head is not None and head.default_locale == default_locale:
+            for e in entries:
+                click.echo(f"unchanged v{stored[e.locale][0]}  {e.label}")
+            return
+        version = (head.version if head is not None else 0) + 1
+        # Claim the version first: a concurrent apply that lost the race re-reads and retries,
+        # so two applies never write content under the same version number.
+        claim = session.execute(
+            "INSERT INTO template_versions (tenant_id, name, version, default_locale, locales,"
+            " changed, created_at) VALUES (%s, %s, %s, %s, %s, %s, toTimestamp(now()))"
+            " IF NOT EXISTS",
+            (tenant, name, version, default_locale, locales, {e.locale for e in changed}),
+        )
+        if not claim.was_applied:
+            continue
+        for e in changed:
+            session.execute(
+                "INSERT INTO templates (tenant_id, name, locale, version, subject, text_body,"
+                " html_body, required, default_locale, content_hash, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, toTimestamp(now()))",
+                (
+                    tenant,
+                    name,
+                    e.locale,
+                    version,
+                    e.subject,
+                    e.text,
+                    e.html,
+                    e.required,
+                    default_locale,
+                    e.content_hash,
+                ),
+            )
+        for e in entries:
+            if e in changed:
+                click.echo(f"created v{version}  {e.label}")
+            else:
+                click.echo(f"unchanged v{stored[e.locale][0]}  {e.label}")
+        if not changed:
+            click.echo(f"created v{version}  {tenant}/{name}: default_locale {default_locale}")
+        return
+    raise ConfigError(f"{tenant}/{name}: could not claim a new version; concurrent applies?")
+
+
+async def _preview(
+    store: TemplateStore, tenant: str, ref: TemplateRef, data_json: str
+) -> tuple[StoredTemplate, Rendered]:
+    rendered = await render_ref(store, tenant, ref, data_json, RenderLimits())
+    resolved = await store.resolve(tenant_id=tenant, ref=ref)  # cached by render_ref
+    assert resolved is not None
+    return resolved, rendered
+
+
+@click.group(help="Stored email templates: versioned, per locale.")
+def templates() -> None:
+    pass
+
+
+@templates.command(help="Store the templates in FILE; a changed body makes a new version.")
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
+def apply(path: Path) -> None:
+    spec = read_templates_file(path)
+    settings = load().cassandra
+    cluster, session = connect(settings, keyspace=settings.keyspace)
+    try:
+        known = {row.tenant_id for row in session.execute("SELECT tenant_id FROM tenants")}
+        unknown = sorted({t.tenant for t in spec.templates} - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown tenants: {', '.join(unknown)}")
+        for (tenant, name), entries in _grouped(spec).items():
+            _apply_one(session, tenant, name, entries)
+    finally:
+        cluster.shutdown()
+
+
+@templates.command(name="list", help="List stored templates and their latest versions.")
+@click.option("--tenant", help="Only this tenant's templates.")
+def list_templates(tenant: str | None) -> None:
+    settings = load().cassandra
+    cluster, session = connect(settings, keyspace=settings.keyspace)
+    try:
+        heads = sorted(
+            (
+                row
+                for row in session.execute(
+                    "SELECT tenant_id, name, version, default_locale FROM template_versions"
+                    " PER PARTITION LIMIT 1"
+                )
+                if tenant is None or row.tenant_id == tenant
+            ),
+            key=lambda r: (r.tenant_id, r.name),
+        )
+        click.echo(f"{'TENANT':16} {'NAME':24} {'LOCALE':8} {'LATEST':>6}  DEFAULT")
+        for head in heads:
+            _, stored = _current(session, head.tenant_id, head.name)
+            for locale in sorted(stored):
+                click.echo(
+                    f"{head.tenant_id:16} {head.name:24} {locale:8} "
+                    f"{'v' + str(stored[locale][0]):>6}  {head.default_locale}"
+                )
+    finally:
+        cluster.shutdown()
+
+
+@templates.command(help="Render template NAME with sample data; print it, save the HTML part.")
+@click.argument("name")
+@click.option("--tenant", required=True)
+@click.option("--version", type=int, help="A pinned version (default: the latest).")
+@click.option("--locale", help="The wanted locale (falls back to its language, then default).")
+@click.option("--data", "data_json", default="{}", show_default=True, help="A JSON object.")
+@click.option("--html-out", type=click.Path(path_type=Path), help="Write the HTML part here.")
+def preview(
+    name: str,
+    tenant: str,
+    version: int | None,
+    locale: str | None,
+    data_json: str,
+    html_out: Path | None,
+) -> None:
+    settings = load().cassandra
+    cluster, session = connect(settings, keyspace=settings.keyspace)
+    try:
+        store = TemplateStore(session=AsyncSession(session=session))
+        ref = TemplateRef(name=name, version=version, locale=locale)
+        try:
+            resolved, rendered = asyncio.run(_preview(store, tenant, ref, data_json))
+        except RenderError as exc:
+            raise click.ClickException(f"{exc.reason}: {exc.message}") from None
+    finally:
+        cluster.shutdown()
+    click.echo(f"template: {tenant}/{name} v{resolved.version} locale {resolved.locale}")
+    click.echo(f"subject:  {rendered.subject}")
+    if rendered.text is not None:
+        click.echo("--- text ---")
+        click.echo(rendered.text)
+    if rendered.html is not None:
+        if html_out is not None:
+            html_out.write_text(rendered.html)
+            click.echo(f"--- html: {len(rendered.html)} characters written to {html_out} ---")
+        else:
+            click.echo("--- html ---")
+            click.echo(rendered.html)

@@ -1,0 +1,176 @@
+"""Stored templates: versions, locale fallback and a small TTL cache over Cassandra."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.avro.records import TemplateRef
+from services.common.cassandra.session import AsyncSession
+from services.router.render import (
+    TEMPLATE_NOT_FOUND,
+    Rendered,
+    RenderError,
+    RenderLimits,
+    render,
+)
+
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+
+_HEAD_LATEST = (
+    "SELECT version, default_locale FROM template_versions WHERE tenant_id = ? AND name = ? LIMIT 1"
+)
+_HEAD_AT = (
+    "SELECT version, default_locale FROM template_versions"
+    " WHERE tenant_id = ? AND name = ? AND version = ?"
+)
+_BODY = (
+    "SELECT version, subject, text_body, html_body, required, content_hash FROM templates"
+    " WHERE tenant_id = ? AND name = ? AND locale = ? AND version <= ? LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTemplate:
+    tenant_id: str
+    name: str
+    version: int  # the template version resolved (latest, or the one asked for)
+    locale: str  # the locale actually used, after fallback
+    default_locale: str
+    subject: str
+    text: str | None
+    html: str | None
+    required: tuple[str, ...]
+    content_hash: str
+    content_version: int  # the version at which this locale's content was stored
+
+
+def canonical_locale(locale: str) -> str:
+    """`pt_br` and `PT-br` become `pt-BR`; a script subtag is title case (`zh-Hant`)."""
+    parts = re.split(r"[-_]", locale.strip())
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 2 or part.isdigit():
+            out.append(part.upper())
+        elif len(part) == 4:
+            out.append(part.title())
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
+def locale_candidates(requested: str | None, default_locale: str) -> list[str]:
+    """The locales to try, in order: exact (`pt-BR`), its language (`pt`), the default."""
+    candidates: list[str] = []
+    if requested and re.match(LOCALE_PATTERN, requested.strip()):
+        exact = canonical_locale(requested)
+        candidates.append(exact)
+        language = exact.split("-")[0]
+        if language != exact:
+            candidates.append(language)
+    default = canonical_locale(default_locale)
+    if default not in candidates:
+        candidates.append(default)
+    return candidates
+
+
+def content_hash(
+    *, subject: str, text: str | None, html: str | None, required: Sequence[str]
+) -> str:
+    body = {"subject": subject, "text": text, "html": html, "required": sorted(required)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+_Key = tuple[str, str, int | None, str | None]
+
+
+class TemplateStore:
+    """Resolves a TemplateRef. A pinned version is immutable, so it is cached for long; a
+    "latest" lookup only briefly, so a newly applied version is picked up within seconds."""
+
+    def __init__(
+        self,
+        *,
+        session: AsyncSession,
+        latest_ttl_s: float = 5.0,
+        pinned_ttl_s: float = 600.0,
+        missing_ttl_s: float = 5.0,
+        max_entries: int = 4096,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._latest_ttl = latest_ttl_s
+        self._pinned_ttl = pinned_ttl_s
+        self._missing_ttl = missing_ttl_s
+        self._max = max_entries
+        self._now = monotonic
+        self._cache: OrderedDict[_Key, tuple[float, StoredTemplate | None]] = OrderedDict()
+
+    async def resolve(self, *, tenant_id: str, ref: TemplateRef) -> StoredTemplate | None:
+        key: _Key = (tenant_id, ref.name, ref.version, ref.locale)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > self._now():
+            self._cache.move_to_end(key)
+            return hit[1]
+        found = await self._load(tenant_id, ref)
+        if found is None:
+            ttl = self._missing_ttl
+        else:
+            ttl = self._latest_ttl if ref.version is None else self._pinned_ttl
+        self._cache[key] = (self._now() + ttl, found)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return found
+
+    async def _load(self, tenant_id: str, ref: TemplateRef) -> StoredTemplate | None:
+        if ref.version is None:
+            heads = await self._session.execute(_HEAD_LATEST, (tenant_id, ref.name))
+        else:
+            heads = await self._session.execute(_HEAD_AT, (tenant_id, ref.name, ref.version))
+        if not heads:
+            return None
+        head = heads[0]
+        for locale in locale_candidates(ref.locale, head.default_locale):
+            rows = await self._session.execute(_BODY, (tenant_id, ref.name, locale, head.version))
+            if rows:
+                return _stored(tenant_id, ref.name, head, locale, rows[0])
+        return None
+
+
+def _stored(tenant_id: str, name: str, head: Any, locale: str, row: Any) -> StoredTemplate:
+    return StoredTemplate(
+        tenant_id=tenant_id,
+        name=name,
+        version=head.version,
+        locale=locale,
+        default_locale=head.default_locale,
+        subject=row.subject or "",
+        text=row.text_body,
+        html=row.html_body,
+        required=tuple(row.required or ()),
+        content_hash=row.content_hash,
+        content_version=row.version,
+    )
+
+
+async def render_ref(
+    store: TemplateStore,
+    tenant_id: str,
+    ref: TemplateRef,
+    data_json: str | None,
+    limits: RenderLimits,
+) -> Rendered:
+    """Resolves and renders; a template that does not exist is RenderError(template_not_found).
+    A Cassandra outage is a TransientError, not a render result."""
+    template = await store.resolve(tenant_id=tenant_id, ref=ref)
+    if template is None:
+        wanted = f"{ref.name} v{ref.version}" if ref.version is not None else ref.name
+        raise RenderError(TEMPLATE_NOT_FOUND, f"no template {wanted} for tenant {tenant_id}")
+    return render(template, data_json, limits=limits)
