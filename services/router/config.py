@@ -20,6 +20,9 @@ class RouterOptions(BaseModel):
     model_config = ConfigDict(frozen=True)
     # Local part of the envelope sender (Return-Path) at the sender's domain.
     return_path_local: str = "bounces"
+    # Limits of one template render (each of subject, text and html).
+    render_time_limit_ms: int = 200
+    render_max_chars: int = 512 * 1024
 
 
 class RouterSettings(CommonSettings):

@@ -14,6 +14,7 @@ from services.common.avro.records import (
     Bounce,
     BounceKind,
     DeliveryTask,
+    EmailRequested,
     EventType,
 )
 from services.common.avro.serde import RecordSerde
@@ -30,6 +31,14 @@ from services.router import reasons
 from services.router.mime import build_mime, has_https_unsubscribe
 from services.router.mx import DnsTemporaryFailure, MxResolver, NoRoute
 from services.router.pacing import Pacer
+from services.router.render import (
+    TEMPLATE_NOT_FOUND,
+    Rendered,
+    RenderError,
+    RenderLimits,
+    render,
+)
+from services.router.templates import TemplateStore
 
 log = get_logger(__name__)
 
@@ -131,10 +140,20 @@ class Router:
 
 
 class AcceptedHandler:
-    def __init__(self, *, router: Router, tenants: TenantDirectory, pacer: Pacer) -> None:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        tenants: TenantDirectory,
+        pacer: Pacer,
+        templates: TemplateStore,
+        render_limits: RenderLimits,
+    ) -> None:
         self._router = router
         self._tenants = tenants
         self._pacer = pacer
+        self._templates = templates
+        self._render_limits = render_limits
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         accepted = self._router.serde.decode(AcceptedRequest, inbound.value)
@@ -142,12 +161,29 @@ class AcceptedHandler:
         with structlog.contextvars.bound_contextvars(
             message_id=request.message_id, tenant_id=request.tenant_id
         ):
-            # Templates arrive with the pipeline issue; inline content is used as given.
+            try:
+                content = await self._content(request)
+            except RenderError as exc:
+                log.info("render_rejected", reason=exc.reason, detail=str(exc)[:200])
+                now = self._router.clock.now_ms()
+                return [
+                    self._router.status.output(
+                        message_id=request.message_id,
+                        tenant_id=request.tenant_id,
+                        priority=accepted.priority,
+                        type=EventType.REJECTED,
+                        occurred_at=now,
+                        recipient=recipient,
+                        reason=exc.reason,
+                        tags=request.tags,
+                    )
+                    for recipient in accepted.recipients
+                ]
             mime = build_mime(
                 request,
-                subject=request.subject,
-                text=request.text_body,
-                html=request.html_body,
+                subject=content.subject,
+                text=content.text,
+                html=content.html,
                 accepted_at=accepted.accepted_at,
                 one_click_unsubscribe=accepted.priority is Priority.BULK
                 and has_https_unsubscribe(request.headers),
@@ -176,6 +212,20 @@ class AcceptedHandler:
                     task = await self._pace(task, rate)
                 outputs += await self._router.route(task)
             return outputs
+
+    async def _content(self, request: EmailRequested) -> Rendered:
+        """The inline content, or the template rendered with the request's data. Rendering
+        runs on a worker thread (it may take up to its time limit) so the lanes keep moving."""
+        if request.template is None:
+            return Rendered(
+                subject=request.subject or "", text=request.text_body, html=request.html_body
+            )
+        template = await self._templates.resolve(tenant_id=request.tenant_id, ref=request.template)
+        if template is None:
+            raise RenderError(TEMPLATE_NOT_FOUND, f"no template {request.template.name}")
+        return await asyncio.to_thread(
+            render, template, request.template_data_json, limits=self._render_limits
+        )
 
     async def _bulk_rate(self, accepted: AcceptedRequest) -> float | None:
         if accepted.priority is not Priority.BULK:

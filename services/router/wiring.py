@@ -12,6 +12,8 @@ from services.router.config import RouterSettings
 from services.router.handler import AcceptedHandler, DelayedHandler, Router
 from services.router.mx import MxResolver
 from services.router.pacing import Pacer
+from services.router.render import RenderLimits
+from services.router.templates import TemplateStore
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:
@@ -28,7 +30,14 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         return_path_local=settings.router.return_path_local,
     )
     accepted = AcceptedHandler(
-        router=router, pacer=Pacer(), tenants=TenantDirectory(session=kernel.cassandra)
+        router=router,
+        pacer=Pacer(),
+        tenants=TenantDirectory(session=kernel.cassandra),
+        templates=TemplateStore(session=kernel.cassandra),
+        render_limits=RenderLimits(
+            max_time_ms=settings.router.render_time_limit_ms,
+            max_part_chars=settings.router.render_max_chars,
+        ),
     )
     lanes = [
         Lane(
