@@ -17,6 +17,7 @@ def delayed_output(
         key=task.message_id.encode(),
         value=serde.encode(task),
         headers=[(headers.DUE_AT, str(due_ms).encode())],
+        stage=1,  # after the DEFERRED event that announces it
     )
 
 

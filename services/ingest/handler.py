@@ -122,6 +122,7 @@ class IngestHandler:
                     topic=self._topics.route(self._priority),
                     key=request.message_id.encode(),
                     value=self._serde.encode(accepted),
+                    stage=1,  # after the ACCEPTED events are on their topic
                 )
             )
         log.info("request_accepted", recipients=len(deliverable), replay=claim is Claim.REPLAY)

@@ -25,6 +25,10 @@ class Output:
     key: bytes | None
     value: bytes
     headers: list[Header] | None = None
+    # Outputs of a later stage are produced only once every earlier stage is acknowledged:
+    # what a downstream service does with them is then causally after the earlier ones
+    # (ingest's ACCEPTED event is on its topic before the router can reject the message).
+    stage: int = 0
 
 
 Handler = Callable[[Inbound], Awaitable[Sequence[Output]]]

@@ -44,6 +44,9 @@ class Lane:
     dlq_topic: str
     due_at: DueAt | None = None
     max_in_flight: int | None = None
+    # Handle records with the same key on a partition one after another (in offset order),
+    # e.g. the steps of one message, whose public events must not overtake each other.
+    key_ordered: bool = False
 
 
 class LaneRunner:
@@ -67,6 +70,8 @@ class LaneRunner:
         self._paused: dict[TopicPartitionKey, tuple[int, int]] = {}  # tp -> (offset, due ms)
         self._committed: dict[TopicPartitionKey, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The last task begun per (partition, key), when the lane is key-ordered.
+        self._key_tail: dict[tuple[str, int, bytes | None], asyncio.Task[None]] = {}
         self._room = asyncio.Event()
         self._failure: BaseException | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"consumer-{lane.name}")
@@ -136,11 +141,32 @@ class LaneRunner:
                 await self._pause_until(tp, inbound.offset, due)
                 continue
             self._tracker.begin(tp, inbound.offset)
-            task = asyncio.create_task(self._process(tp, inbound))
+            previous = None
+            if self._lane.key_ordered:
+                previous = self._key_tail.get((*tp, inbound.key))
+            task = asyncio.create_task(self._process(tp, inbound, after=previous))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            if self._lane.key_ordered:
+                self._track_tail((*tp, inbound.key), task)
 
-    async def _process(self, tp: TopicPartitionKey, inbound: Inbound) -> None:
+    def _track_tail(self, key: tuple[str, int, bytes | None], task: asyncio.Task[None]) -> None:
+        self._key_tail[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._key_tail.get(key) is done:
+                del self._key_tail[key]
+
+        task.add_done_callback(forget)
+
+    async def _process(
+        self, tp: TopicPartitionKey, inbound: Inbound, *, after: asyncio.Task[None] | None = None
+    ) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # its failure stops the lane on its own
+            if self._failure is not None:
+                self._room.set()
+                return
         try:
             try:
                 outputs = list(await self._lane.handler(inbound))
@@ -155,7 +181,8 @@ class LaneRunner:
                     error=str(exc)[:300],
                 )
                 outputs = [dead_letter(inbound, exc, topic=self._lane.dlq_topic)]
-            await self._producer.produce_all(outputs)
+            for stage in sorted({o.stage for o in outputs}):
+                await self._producer.produce_all([o for o in outputs if o.stage == stage])
         except Exception as exc:  # crash without committing; a restart redoes this message
             if self._failure is None:
                 self._failure = exc
