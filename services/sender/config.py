@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
+from services.sender.shaping import ProviderClass
 
 
 class SmtpSettings(BaseModel):
@@ -14,9 +15,12 @@ class SmtpSettings(BaseModel):
     helo_name: str = "mailstream.localhost"
     connect_timeout_s: float = 10.0
     command_timeout_s: float = 60.0
-    # Connections kept open per MX host, and messages sent over one before it is renewed.
-    connections_per_host: int = 10
-    messages_per_connection: int = 100
+    # Shaping classes checked before the built-in ones (services/sender/shaping.py), e.g.
+    # MAILSTREAM_SMTP__PROVIDER_CLASSES_EXTRA='[{"name":"slow","pattern":"^mx\\.slow\\.",
+    # "connections":2,"messages_per_second":5}]'
+    provider_classes_extra: list[ProviderClass] = Field(default_factory=list)
+    # The longest a send waits in place for its destination's rate; longer is DEFERRED.
+    max_rate_wait_s: float = 2.0
     # STARTTLS whenever offered (certificate not checked); see services/sender/tls.py.
     opportunistic_tls: bool = True
     # Recipient domains whose mail goes only over STARTTLS with a verified certificate.

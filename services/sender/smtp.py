@@ -11,6 +11,7 @@ import aiosmtplib
 
 from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
+from services.sender.shaping import Shaper
 from services.sender.slots import PrioritySlots
 from services.sender.tls import TlsPolicy
 
@@ -39,9 +40,10 @@ class _Conn:
 
 
 class SmtpPool:
-    def __init__(self, *, settings: SmtpSettings, tls: TlsPolicy) -> None:
+    def __init__(self, *, settings: SmtpSettings, tls: TlsPolicy, shaper: Shaper) -> None:
         self._settings = settings
         self._tls = tls
+        self._shaper = shaper
         # Pooled per (address, verified name): a connection made without verified TLS is never
         # reused where TLS is required, nor one verified for another MX name.
         self._idle: dict[tuple[str, str], list[_Conn]] = {}
@@ -58,11 +60,25 @@ class SmtpPool:
         tls_required: bool = False,
     ) -> Attempt:
         """rank orders waiters for a connection slot: 0 (critical) first."""
+        destination = self._shaper.destination(host=mx.host, address=mx.address)
         slots = self._slots.setdefault(
-            mx.address, PrioritySlots(slots=self._settings.connections_per_host)
+            destination.key, PrioritySlots(slots=destination.provider.connections)
         )
         key = _pool_key(mx, required=tls_required)
         async with slots.slot(rank):
+            # The rate token is taken once a connection slot is ours: slots go to the most
+            # urgent waiter first, so the tokens do too.
+            wait = self._shaper.reserve(destination)
+            if wait > self._settings.max_rate_wait_s:
+                self._shaper.give_back(destination)
+                return Attempt(
+                    mx.host,
+                    None,
+                    f"{destination.provider.name} rate limit",
+                    connection_error="rate_limited",
+                )
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 conn = await self._checkout(mx, required=tls_required)
             except TlsUnavailable as exc:
@@ -75,7 +91,8 @@ class SmtpPool:
                 await self._discard(conn)
                 return Attempt(mx.host, None, str(exc)[:500], connection_error="connection_lost")
             reusable = attempt.code is not None and attempt.code < 421
-            await self._checkin(key, conn, reusable=reusable)
+            limit = destination.provider.messages_per_connection
+            await self._checkin(key, conn, reusable=reusable and conn.sent < limit)
             return attempt
 
     async def _transaction(
@@ -138,8 +155,7 @@ class SmtpPool:
         return _Conn(client)
 
     async def _checkin(self, key: tuple[str, str], conn: _Conn, *, reusable: bool) -> None:
-        fresh = conn.sent < self._settings.messages_per_connection
-        if reusable and fresh and conn.client.is_connected:
+        if reusable and conn.client.is_connected:
             self._idle.setdefault(key, []).append(conn)
         else:
             await self._discard(conn)

@@ -10,6 +10,7 @@ from services.sender.config import SenderSettings
 from services.sender.deliveries import DeliveryLedger
 from services.sender.handler import SenderHandler
 from services.sender.keyring import DkimKeyring
+from services.sender.shaping import DEFAULT_CLASSES, Shaper
 from services.sender.smtp import SmtpPool
 from services.sender.tls import TlsPolicy
 
@@ -27,7 +28,11 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         serde=kernel.serde,
         topics=topics,
         status=kernel.status,
-        pool=SmtpPool(settings=settings.smtp, tls=tls),
+        pool=SmtpPool(
+            settings=settings.smtp,
+            tls=tls,
+            shaper=Shaper(classes=[*settings.smtp.provider_classes_extra, *DEFAULT_CLASSES]),
+        ),
         ledger=DeliveryLedger(session=kernel.cassandra),
         clock=kernel.clock,
         policy=RetryPolicy.from_settings(settings),

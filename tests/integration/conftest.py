@@ -5,6 +5,7 @@ with a fresh topic prefix and keyspace per run, a recording SMTP server and the 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 import subprocess
@@ -38,6 +39,9 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.tls_certs import TestCertificates, make_certificates
+
+# Messages per second of the test provider class that slow.mailstream.test belongs to.
+SLOW_RATE = 4
 
 SERVICES = {  # module -> lanes it runs (each logs partitions_assigned once it is consuming)
     "services.ingest": 3,
@@ -128,6 +132,16 @@ def env(
         MAILSTREAM_SMTP__PORT=str(smtp.port),
         MAILSTREAM_SMTP__TLS_CA_FILE=str(certificates.ca_file),
         MAILSTREAM_SMTP__TLS_REQUIRED_DOMAINS="tls-required.mailstream.test,tls-badcert.mailstream.test",
+        MAILSTREAM_SMTP__PROVIDER_CLASSES_EXTRA=json.dumps(
+            [
+                {
+                    "name": "slowtest",
+                    "pattern": r"^slow\.mailstream\.test$",
+                    "connections": 1,
+                    "messages_per_second": SLOW_RATE,
+                }
+            ]
+        ),
         MAILSTREAM_DELAY_TIERS_S="[1,2,4]",
         MAILSTREAM_KAFKA__PARTITIONS="3",
     )
