@@ -9,7 +9,6 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.integration.harness import (
     TopicCollector,
     base_env,
     events_for,
+    mailstream,
     wait_until,
 )
 from tests.integration.tls_certs import TestCertificates, make_certificates
@@ -175,12 +175,7 @@ def provisioned(
     (folder / "keys" / "acme-ed25519.key").write_bytes(ed_seed)
     tenants = folder / "tenants.yaml"
     tenants.write_text(TENANTS_YAML)
-    subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "tenants", "apply", "-f", str(tenants)],
-        env=env,
-        check=True,
-        cwd=REPO,
-    )
+    mailstream(env, "tenants", "apply", "-f", str(tenants), check=True)
 
 
 @pytest.fixture(scope="session")

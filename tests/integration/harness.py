@@ -294,3 +294,18 @@ def until_terminal(events: TopicCollector, mid: str, timeout: float = 60) -> lis
         timeout=timeout,
     )
     return events_for(items, mid)
+
+
+def mailstream(
+    env: dict[str, str], *args: str, check: bool = False, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Runs the `mailstream` operator command as a user would, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )

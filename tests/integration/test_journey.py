@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from email import message_from_bytes
 from email.policy import default
@@ -12,7 +10,7 @@ from services.client import EmailClient, Priority, new_request
 from services.common.avro.records import EmailEvent, EventType
 from services.common.kafka import headers
 from tests.integration.conftest import events_for
-from tests.integration.harness import REPO, RecordingSmtp, TopicCollector
+from tests.integration.harness import RecordingSmtp, TopicCollector, mailstream
 
 
 def _types(items: list[EmailEvent], message_id: str) -> list[EventType]:
@@ -55,14 +53,7 @@ def test_inline_request_is_accepted_delivered_and_traced(
     assert parsed["From"] == "hello@acme.mailstream.test"
     assert parsed.get_content().strip() == "hello"
 
-    trace = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "trace", mid],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    trace = mailstream(env, "trace", mid, check=True).stdout
     assert "ACCEPTED" in trace and "DELIVERED" in trace and "mx=mx.mailstream.test" in trace
 
 
@@ -153,14 +144,7 @@ def test_trace_by_recipient_lists_recent_messages(
     events.wait_for(
         "both delivered", lambda xs: all(EventType.DELIVERED in _types(xs, mid) for mid in mids)
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "trace", "--recipient", recipient.upper()],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = mailstream(env, "trace", "--recipient", recipient.upper(), check=True).stdout
     for mid in mids:
         assert mid in out
     assert "DELIVERED" in out

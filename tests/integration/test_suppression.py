@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -11,9 +10,9 @@ import pytest
 from services.client import EmailClient
 from services.common.avro.records import BounceKind, EmailEvent, EventType
 from tests.integration.harness import (
-    REPO,
     RecordingSmtp,
     TopicCollector,
+    mailstream,
 )
 from tests.integration.harness import (
     send_message as _send,
@@ -26,14 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "suppressions", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return mailstream(env, "suppressions", *args)
 
 
 def _reached_smtp(smtp: RecordingSmtp, mid: str) -> bool:

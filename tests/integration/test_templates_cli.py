@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from services.common.avro.records import TemplateRef
 from services.common.cassandra.session import AsyncSession, connect
 from services.common.config import CommonSettings
 from services.router.templates import StoredTemplate, TemplateStore
-from tests.integration.harness import REPO
+from tests.integration.harness import mailstream
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +37,7 @@ templates:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "templates", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return mailstream(env, "templates", *args)
 
 
 def resolve(settings: CommonSettings, ref: TemplateRef) -> StoredTemplate | None:

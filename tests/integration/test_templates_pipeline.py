@@ -4,8 +4,6 @@ fallback, HTML autoescape, and rendering failures as REJECTED events."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -16,7 +14,12 @@ import pytest
 
 from services.client import EmailClient, TemplateRef, new_request
 from services.common.avro.records import EventType
-from tests.integration.harness import REPO, RecordingSmtp, TopicCollector, until_terminal
+from tests.integration.harness import (
+    RecordingSmtp,
+    TopicCollector,
+    mailstream,
+    until_terminal,
+)
 
 TEMPLATES = """
 templates:
@@ -50,13 +53,7 @@ def applied(
 ) -> None:
     path: Path = tmp_path_factory.mktemp("templates") / "templates.yaml"
     path.write_text(TEMPLATES)
-    subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "templates", "apply", "-f", str(path)],
-        env=env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
+    mailstream(env, "templates", "apply", "-f", str(path), check=True)
 
 
 def _send(client: EmailClient, ref: TemplateRef, data: dict[str, object] | None) -> str:
