@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.cli.settings import load
 from services.common.cassandra.session import connect
 from services.common.errors import ConfigError
+from services.common.routing import TenantRouting
 from services.sender.dkim import load_key
 
 
@@ -22,9 +23,12 @@ class DkimKey(BaseModel):
     private_key_file: str
 
 
+_DOMAIN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+
+
 class SenderDomain(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    domain: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    domain: str = Field(pattern=_DOMAIN)
     dkim: list[DkimKey] = Field(default_factory=list)
 
 
@@ -33,6 +37,10 @@ class TenantSpec(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     sender_domains: list[SenderDomain]
     limits: dict[str, float] = Field(default_factory=dict)
+    # Routes by priority (egress pool or smarthost, defined in MAILSTREAM_ROUTING__*).
+    routing: TenantRouting = Field(default_factory=TenantRouting)
+    # Envelope sender domain, e.g. bounces.acme.example (default: the From domain).
+    return_path_domain: str | None = Field(default=None, pattern=_DOMAIN)
 
 
 class TenantsFile(BaseModel):

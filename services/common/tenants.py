@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from services.common.cassandra.session import AsyncSession
+from services.common.routing import TenantRouting
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,9 @@ class Tenant:
     sender_domains: frozenset[str]
     # From the tenants file's `limits`, e.g. {"bulk_per_second": 50}.
     limits: dict[str, float] = field(default_factory=dict)
+    routing: TenantRouting = field(default_factory=TenantRouting)
+    # The envelope sender's domain (bounces come back there); None: the From domain.
+    return_path_domain: str | None = None
 
 
 class TenantDirectory:
@@ -39,6 +43,8 @@ class TenantDirectory:
                 rows[0].tenant_id,
                 frozenset(d.lower() for d in rows[0].sender_domains or ()),
                 {k: float(v) for k, v in (spec.get("limits") or {}).items()},
+                TenantRouting.model_validate(spec.get("routing") or {}),
+                spec.get("return_path_domain"),
             )
         # Unknown tenants are cached for a second only, so a tenant just applied is seen soon.
         self._cache[tenant_id] = (now - (self._ttl_s - 1.0 if tenant is None else 0.0), tenant)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
+from services.common.routing import RoutingSettings
 
 
 class DnsSettings(BaseModel):
@@ -14,6 +15,24 @@ class DnsSettings(BaseModel):
     port: int = 53
     timeout_s: float = 5.0
     max_cache_ttl_s: int = 3600
+
+
+class MtaStsSettings(BaseModel):
+    """RFC 8461 policy fetching (services/router/mta_sts.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    enabled: bool = True
+    # Port of the policy hosts' HTTPS: 443 but in tests.
+    https_port: int = 443
+    # CA bundle to verify policy hosts with; None: the system store.
+    ca_file: str | None = None
+    fetch_timeout_s: float = 10.0
+    max_policy_bytes: int = 64 * 1024
+    # How long "no _mta-sts TXT record" is remembered.
+    negative_ttl_s: float = 300.0
+    max_txt_ttl_s: float = 3600.0
+    # After a failed fetch, how long the same policy id is not fetched again.
+    failure_backoff_s: float = 60.0
 
 
 class RouterOptions(BaseModel):
@@ -28,3 +47,5 @@ class RouterOptions(BaseModel):
 class RouterSettings(CommonSettings):
     dns: DnsSettings = Field(default_factory=DnsSettings)
     router: RouterOptions = Field(default_factory=RouterOptions)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    mta_sts: MtaStsSettings = Field(default_factory=MtaStsSettings)

@@ -26,11 +26,12 @@ from services.common.logging import get_logger
 from services.common.priority import Priority
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
-from services.common.tenants import TenantDirectory
+from services.common.tenants import Tenant, TenantDirectory
 from services.router import reasons
 from services.router.mime import build_mime, has_https_unsubscribe
-from services.router.mx import DnsTemporaryFailure, MxResolver, NoRoute
+from services.router.mx import DnsTemporaryFailure, NoRoute
 from services.router.pacing import Pacer
+from services.router.policy import RoutePlanner, Unroutable
 from services.router.render import (
     TEMPLATE_NOT_FOUND,
     Rendered,
@@ -52,7 +53,7 @@ class Router:
         serde: RecordSerde,
         topics: Topics,
         status: StatusEmitter,
-        mx: MxResolver,
+        planner: RoutePlanner,
         clock: Clock,
         policy: RetryPolicy,
         return_path_local: str,
@@ -60,7 +61,7 @@ class Router:
         self.serde = serde
         self.topics = topics
         self.status = status
-        self.mx = mx
+        self.planner = planner
         self.clock = clock
         self.policy = policy
         self.return_path_local = return_path_local
@@ -73,9 +74,8 @@ class Router:
             return [self.status.for_task(task, EventType.EXPIRED, now, reason=reason)]
         if task.not_before is not None and task.not_before > now:
             return [self._delay(task, task.not_before, now)]
-        domain = task.recipient.rsplit("@", 1)[1]
         try:
-            route = await self.mx.resolve(domain)
+            plan = await self.planner.plan(task)
         except NoRoute as exc:
             return [
                 self.status.for_task(
@@ -87,9 +87,19 @@ class Router:
                 )
             ]
         except DnsTemporaryFailure as exc:
-            log.warning("dns_temporary_failure", domain=domain, error=str(exc))
-            return self._retry_later(task, now)
-        routed = dataclasses.replace(task, mx_hosts=route.hosts, not_before=None)
+            log.warning("dns_temporary_failure", recipient=task.recipient, error=str(exc))
+            return self._retry_later(task, now, reason=reasons.DNS_TEMPORARY_FAILURE)
+        except Unroutable as exc:
+            log.warning("unroutable", reason=exc.reason, error=str(exc))
+            return self._retry_later(task, now, reason=exc.reason)
+        routed = dataclasses.replace(
+            task,
+            mx_hosts=plan.hosts,
+            not_before=None,
+            egress_pool=plan.egress_pool,
+            smarthost=plan.smarthost,
+            tls_required=plan.tls_required,
+        )
         return [
             Output(
                 topic=self.topics.deliver(task.priority),
@@ -98,7 +108,7 @@ class Router:
             )
         ]
 
-    def _retry_later(self, task: DeliveryTask, now: int) -> list[Output]:
+    def _retry_later(self, task: DeliveryTask, now: int, *, reason: str) -> list[Output]:
         nxt = next_attempt(
             self.policy,
             priority=task.priority,
@@ -120,7 +130,7 @@ class Router:
                 task,
                 EventType.DEFERRED,
                 now,
-                reason=reasons.DNS_TEMPORARY_FAILURE,
+                reason=reason,
                 next_attempt_at=nxt.due_ms,
             ),
             delayed_output(
@@ -189,7 +199,9 @@ class AcceptedHandler:
                 and has_https_unsubscribe(request.headers),
             )
             sender_domain = request.from_address.rsplit("@", 1)[1]
-            rate = await self._bulk_rate(accepted)
+            tenant = await self._tenants.get(request.tenant_id)
+            rate = _bulk_rate(accepted.priority, tenant)
+            return_domain = (tenant.return_path_domain if tenant else None) or sender_domain
             outputs: list[Output] = []
             for recipient in accepted.recipients:
                 task = DeliveryTask(
@@ -197,7 +209,7 @@ class AcceptedHandler:
                     tenant_id=request.tenant_id,
                     priority=accepted.priority,
                     recipient=recipient,
-                    mail_from=f"{self._router.return_path_local}@{sender_domain}",
+                    mail_from=f"{self._router.return_path_local}@{return_domain}",
                     mx_hosts=[],
                     mime=mime,
                     sender_domain=sender_domain,
@@ -227,13 +239,6 @@ class AcceptedHandler:
             render, template, request.template_data_json, limits=self._render_limits
         )
 
-    async def _bulk_rate(self, accepted: AcceptedRequest) -> float | None:
-        if accepted.priority is not Priority.BULK:
-            return None
-        tenant = await self._tenants.get(accepted.request.tenant_id)
-        rate = tenant.limits.get("bulk_per_second") if tenant else None
-        return rate if rate and rate > 0 else None
-
     async def _pace(self, task: DeliveryTask, rate: float) -> DeliveryTask:
         """Waits for the tenant's next bulk slot: in place when under a second away, else by
         making the task due then (it goes to a delay topic; no consumer sleeps for long)."""
@@ -245,6 +250,13 @@ class AcceptedHandler:
             await asyncio.sleep(max(0.0, slot - now) / 1000)
             return task
         return dataclasses.replace(task, not_before=int(slot))
+
+
+def _bulk_rate(priority: Priority, tenant: Tenant | None) -> float | None:
+    if priority is not Priority.BULK or tenant is None:
+        return None
+    rate = tenant.limits.get("bulk_per_second")
+    return rate if rate and rate > 0 else None
 
 
 class DelayedHandler:

@@ -59,6 +59,23 @@ class MxResolver:
         self._cache[domain] = (time.monotonic() + min(ttl, self._max_ttl), route)
         return route
 
+    async def addresses(self, host: str) -> list[str]:
+        """A host's addresses (a smarthost, an MTA-STS policy host); [] when it has none."""
+        return (await self._addresses(host.lower().rstrip(".")))[0]
+
+    async def txt(self, name: str) -> tuple[list[str], int] | None:
+        """The name's TXT strings (each record's chunks joined) and TTL; None when it has
+        none. Not cached here: callers cache what they derive from it."""
+        try:
+            answer = await self._resolver.resolve(name, "TXT")
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            return None
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+            raise DnsTemporaryFailure(f"TXT {name}: {type(exc).__name__}") from exc
+        ttl = answer.rrset.ttl if answer.rrset is not None else 300
+        texts = [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
+        return texts, ttl
+
     async def _lookup(self, domain: str) -> tuple[MxRoute, int]:
         try:
             answer = await self._resolver.resolve(domain, "MX")

@@ -10,8 +10,10 @@ from services.common.schedule import RetryPolicy
 from services.common.tenants import TenantDirectory
 from services.router.config import RouterSettings
 from services.router.handler import AcceptedHandler, DelayedHandler, Router
+from services.router.mta_sts import MtaStsResolver
 from services.router.mx import MxResolver
 from services.router.pacing import Pacer
+from services.router.policy import RoutePlanner
 from services.router.render import RenderLimits
 from services.router.templates import TemplateStore
 
@@ -20,11 +22,18 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
     settings = kernel.settings
     assert isinstance(settings, RouterSettings)
     topics = kernel.topics
+    tenants = TenantDirectory(session=kernel.cassandra)
+    mx = MxResolver(settings=settings.dns)
+    sts = (
+        MtaStsResolver(settings=settings.mta_sts, txt=mx.txt, addresses=mx.addresses)
+        if settings.mta_sts.enabled
+        else None
+    )
     router = Router(
         serde=kernel.serde,
         topics=topics,
         status=kernel.status,
-        mx=MxResolver(settings=settings.dns),
+        planner=RoutePlanner(mx=mx, tenants=tenants, routing=settings.routing, sts=sts),
         clock=kernel.clock,
         policy=RetryPolicy.from_settings(settings),
         return_path_local=settings.router.return_path_local,
@@ -32,7 +41,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
     accepted = AcceptedHandler(
         router=router,
         pacer=Pacer(),
-        tenants=TenantDirectory(session=kernel.cassandra),
+        tenants=tenants,
         templates=TemplateStore(session=kernel.cassandra),
         render_limits=RenderLimits(
             max_time_ms=settings.router.render_time_limit_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
+from services.common.routing import RoutingSettings
 from services.sender.shaping import ProviderClass
 
 
@@ -33,3 +34,4 @@ class SmtpSettings(BaseModel):
 
 class SenderSettings(CommonSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)

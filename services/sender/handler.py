@@ -17,10 +17,10 @@ from services.common.logging import get_logger
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
 from services.sender.deliveries import DeliveryLedger
+from services.sender.egress import Egress, UnknownRoute
 from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
 from services.sender.smtp import Attempt, SmtpPool
-from services.sender.tls import TlsPolicy
 
 log = get_logger(__name__)
 
@@ -37,7 +37,7 @@ class SenderHandler:
         clock: Clock,
         policy: RetryPolicy,
         keyring: DkimKeyring,
-        tls: TlsPolicy,
+        egress: Egress,
     ) -> None:
         self._serde = serde
         self._topics = topics
@@ -47,7 +47,7 @@ class SenderHandler:
         self._clock = clock
         self._policy = policy
         self._keyring = keyring
-        self._tls = tls
+        self._egress = egress
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._serde.decode(DeliveryTask, inbound.value)
@@ -151,6 +151,11 @@ class SenderHandler:
     async def _attempt(self, task: DeliveryTask) -> Attempt:
         """Tries the MX hosts in preference order, moving on only when a host gave no reply."""
         last = Attempt(mx_host="", code=None, text="no MX host to try", connection_error="routing")
+        try:
+            path = self._egress.path_for(task)
+        except UnknownRoute as exc:
+            log.error("unknown_route", error=str(exc))
+            return Attempt(mx_host="", code=None, text=str(exc), connection_error="routing")
         signer = await self._keyring.signer()
         data = signer.sign(task.mime, domain=task.sender_domain)
         for mx in task.mx_hosts:
@@ -160,7 +165,7 @@ class SenderHandler:
                 recipient=task.recipient,
                 data=data,
                 rank=task.priority.rank,
-                tls_required=self._tls.required_for(task.recipient.rsplit("@", 1)[1]),
+                path=path,
             )
             if last.code is not None:
                 return last

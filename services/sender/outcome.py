@@ -245,7 +245,12 @@ _BASIC = {
     553: "invalid_recipient",
     556: "bad_domain",
 }
-_CONNECTION_ERRORS = {"routing": "routing", "tls": "tls", "dns": "dns_failure"}
+_CONNECTION_ERRORS = {
+    "routing": "routing",
+    "tls": "tls",
+    "dns": "dns_failure",
+    "authentication": "authentication",
+}
 
 _RETRY_HINT = _rx(
     r"(?:try(?: again)?|retry|again|wait|come back|resend|deferred)\s+(?:it\s+)?"

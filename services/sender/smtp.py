@@ -11,6 +11,7 @@ import aiosmtplib
 
 from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
+from services.sender.egress import ConnectPath, Egress
 from services.sender.shaping import Shaper
 from services.sender.slots import PrioritySlots
 from services.sender.tls import TlsPolicy
@@ -33,6 +34,10 @@ class TlsUnavailable(Exception):
     """TLS is required for this destination and could not be had with a valid certificate."""
 
 
+class RelayAuthFailed(Exception):
+    """A smarthost refused our credentials: a configuration fault, so the mail waits."""
+
+
 class _Conn:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
@@ -40,13 +45,17 @@ class _Conn:
 
 
 class SmtpPool:
-    def __init__(self, *, settings: SmtpSettings, tls: TlsPolicy, shaper: Shaper) -> None:
+    def __init__(
+        self, *, settings: SmtpSettings, tls: TlsPolicy, shaper: Shaper, egress: Egress
+    ) -> None:
         self._settings = settings
         self._tls = tls
         self._shaper = shaper
-        # Pooled per (address, verified name): a connection made without verified TLS is never
-        # reused where TLS is required, nor one verified for another MX name.
-        self._idle: dict[tuple[str, str], list[_Conn]] = {}
+        self._egress = egress
+        # Pooled per (address, port, verified name, route): a connection made without verified
+        # TLS is never reused where TLS is required, nor one verified for another MX name, nor
+        # one bound to another egress pool or authenticated to another relay.
+        self._idle: dict[tuple[str, int, str, str], list[_Conn]] = {}
         self._slots: dict[str, PrioritySlots] = {}
 
     async def send(
@@ -57,14 +66,14 @@ class SmtpPool:
         recipient: str,
         data: bytes,
         rank: int = 0,
-        tls_required: bool = False,
+        path: ConnectPath = ConnectPath(),  # noqa: B008 (frozen, so one shared default is safe)
     ) -> Attempt:
         """rank orders waiters for a connection slot: 0 (critical) first."""
         destination = self._shaper.destination(host=mx.host, address=mx.address)
         slots = self._slots.setdefault(
             destination.key, PrioritySlots(slots=destination.provider.connections)
         )
-        key = _pool_key(mx, required=tls_required)
+        key = self._pool_key(mx, path)
         async with slots.slot(rank):
             # The rate token is taken once a connection slot is ours: slots go to the most
             # urgent waiter first, so the tokens do too.
@@ -80,9 +89,11 @@ class SmtpPool:
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                conn = await self._checkout(mx, required=tls_required)
+                conn = await self._checkout(mx, path)
             except TlsUnavailable as exc:
                 return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
+            except RelayAuthFailed as exc:
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="authentication")
             except (aiosmtplib.SMTPException, *_LOST) as exc:
                 return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
             try:
@@ -111,31 +122,50 @@ class SmtpPool:
         conn.sent += 1
         return Attempt(host, response.code, response.message, tls)
 
-    async def _checkout(self, mx: MxHost, *, required: bool) -> _Conn:
-        idle = self._idle.setdefault(_pool_key(mx, required=required), [])
+    async def _checkout(self, mx: MxHost, path: ConnectPath) -> _Conn:
+        idle = self._idle.setdefault(self._pool_key(mx, path), [])
         while idle:
             conn = idle.pop()
             if conn.client.is_connected:
                 return conn
-        if required:
-            return await self._connect(mx, context=self._tls.verifying_context)
-        if not self._tls.opportunistic:
-            return await self._connect(mx, context=None)
-        try:
-            return await self._connect(mx, context=self._tls.opportunistic_context)
-        except TlsUnavailable:
-            # The handshake failed: opportunistic TLS falls back to plain text.
-            return await self._connect(mx, context=None)
+        if path.tls == "required":
+            conn = await self._connect(mx, path, context=self._tls.verifying_context)
+        elif path.tls == "none":
+            conn = await self._connect(mx, path, context=None)
+        else:
+            try:
+                conn = await self._connect(mx, path, context=self._tls.opportunistic_context)
+            except TlsUnavailable:
+                # The handshake failed: opportunistic TLS falls back to plain text.
+                conn = await self._connect(mx, path, context=None)
+        if path.username is not None:
+            await self._login(conn, mx, path)
+        return conn
 
-    async def _connect(self, mx: MxHost, *, context: ssl.SSLContext | None) -> _Conn:
+    async def _login(self, conn: _Conn, mx: MxHost, path: ConnectPath) -> None:
+        assert path.username is not None
+        try:
+            await conn.client.login(path.username, path.password or "")
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            conn.client.close()
+            raise RelayAuthFailed(f"{mx.host} refused the login: {exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPException as exc:
+            conn.client.close()
+            raise RelayAuthFailed(f"no login with {mx.host}: {exc}") from exc
+
+    async def _connect(
+        self, mx: MxHost, path: ConnectPath, *, context: ssl.SSLContext | None
+    ) -> _Conn:
         """context None: plain text. Otherwise STARTTLS when offered; with a verifying
         context it must be offered and succeed (TlsUnavailable if not)."""
+        source = self._egress.source_address(path)
         client = aiosmtplib.SMTP(
             hostname=mx.address,
-            port=self._settings.port,
+            port=mx.port or self._settings.port,
             local_hostname=self._settings.helo_name,
             timeout=self._settings.command_timeout_s,
             start_tls=False,
+            source_address=(source, 0) if source else None,
         )
         await asyncio.wait_for(client.connect(), self._settings.connect_timeout_s)
         if context is None:
@@ -154,7 +184,13 @@ class SmtpPool:
             raise TlsUnavailable(f"STARTTLS with {mx.host} failed: {exc}") from exc
         return _Conn(client)
 
-    async def _checkin(self, key: tuple[str, str], conn: _Conn, *, reusable: bool) -> None:
+    def _pool_key(self, mx: MxHost, path: ConnectPath) -> tuple[str, int, str, str]:
+        verified = mx.host.lower() if path.tls == "required" else ""
+        return (mx.address, mx.port or self._settings.port, verified, path.route)
+
+    async def _checkin(
+        self, key: tuple[str, int, str, str], conn: _Conn, *, reusable: bool
+    ) -> None:
         if reusable and conn.client.is_connected:
             self._idle.setdefault(key, []).append(conn)
         else:
@@ -179,7 +215,3 @@ def _tls_version(client: aiosmtplib.SMTP) -> str | None:
         return None
     ssl_object = transport.get_extra_info("ssl_object")
     return ssl_object.version() if ssl_object is not None else None
-
-
-def _pool_key(mx: MxHost, *, required: bool) -> tuple[str, str]:
-    return (mx.address, mx.host.lower() if required else "")

@@ -8,6 +8,7 @@ from services.common.priority import PRIORITIES
 from services.common.schedule import RetryPolicy
 from services.sender.config import SenderSettings
 from services.sender.deliveries import DeliveryLedger
+from services.sender.egress import Egress
 from services.sender.handler import SenderHandler
 from services.sender.keyring import DkimKeyring
 from services.sender.shaping import DEFAULT_CLASSES, Shaper
@@ -24,6 +25,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         opportunistic=settings.smtp.opportunistic_tls,
         ca_file=settings.smtp.tls_ca_file,
     )
+    egress = Egress(routing=settings.routing, tls=tls)
     handler = SenderHandler(
         serde=kernel.serde,
         topics=topics,
@@ -32,11 +34,12 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             settings=settings.smtp,
             tls=tls,
             shaper=Shaper(classes=[*settings.smtp.provider_classes_extra, *DEFAULT_CLASSES]),
+            egress=egress,
         ),
         ledger=DeliveryLedger(session=kernel.cassandra),
         clock=kernel.clock,
         policy=RetryPolicy.from_settings(settings),
-        tls=tls,
+        egress=egress,
         keyring=DkimKeyring(session=kernel.cassandra, refresh_s=settings.smtp.dkim_refresh_s),
     )
     return [

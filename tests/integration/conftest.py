@@ -30,6 +30,7 @@ from services.common.kafka.records import Inbound
 from services.common.kafka.topics import Topics
 from tests.integration.harness import (
     REPO,
+    PolicyServer,
     RecordingSmtp,
     ServiceProcess,
     TopicCollector,
@@ -61,7 +62,35 @@ tenants:
     sender_domains:
       - domain: other.mailstream.test
     limits: {bulk_per_second: 5}
+  - id: routed
+    sender_domains:
+      - domain: routed.mailstream.test
+    return_path_domain: bounces.routed.mailstream.test
+    routing:
+      default: {egress_pool: loopback3}
+      bulk: {smarthost: relay}
+      critical: {egress_pool: undefined-pool}
+  - id: badrelay
+    sender_domains:
+      - domain: badrelay.mailstream.test
+    routing:
+      default: {smarthost: relay-wrong-password}
 """
+# The source address the loopback3 egress pool binds to (all of 127/8 is loopback on Linux).
+EGRESS_SOURCE = "127.0.0.3"
+RELAY_LOGIN = ("acme-relay", "relay-secret")
+# MTA-STS policies the test policy server publishes, by domain (deploy/local/dnsmasq.conf
+# publishes their _mta-sts TXT records and policy hosts).
+MTA_STS_POLICIES = {
+    "sts-enforce.mailstream.test": "version: STSv1\nmode: enforce\nmx: mx.mailstream.test\n"
+    "max_age: 86400\n",
+    "sts-badcert.mailstream.test": "version: STSv1\nmode: enforce\nmx: badcert.mailstream.test\n"
+    "max_age: 86400\n",
+    "sts-mismatch.mailstream.test": "version: STSv1\nmode: enforce\nmx: *.elsewhere.test\n"
+    "max_age: 86400\n",
+    "sts-testing.mailstream.test": "version: STSv1\nmode: testing\nmx: *.elsewhere.test\n"
+    "max_age: 86400\n",
+}
 
 
 def make_dkim_keys() -> tuple[bytes, bytes]:
@@ -103,15 +132,43 @@ def stack() -> None:
 
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> TestCertificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"), hostnames=["mx.mailstream.test"])
+    return make_certificates(
+        tmp_path_factory.mktemp("tls"),
+        hostnames=[
+            "mx.mailstream.test",
+            "relay.mailstream.test",
+            *(f"mta-sts.{domain}" for domain in MTA_STS_POLICIES),
+        ],
+    )
+
+
+def _server_context(certificates: TestCertificates) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert_file, certificates.key_file)
+    return context
 
 
 @pytest.fixture(scope="session")
 def smtp(certificates: TestCertificates) -> Iterator[RecordingSmtp]:
     """Offers STARTTLS with a certificate for mx.mailstream.test from a test CA."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificates.cert_file, certificates.key_file)
-    server = RecordingSmtp(tls_context=context)
+    server = RecordingSmtp(tls_context=_server_context(certificates))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(certificates: TestCertificates) -> Iterator[RecordingSmtp]:
+    """The smarthost: STARTTLS as relay.mailstream.test, and AUTH required."""
+    server = RecordingSmtp(tls_context=_server_context(certificates), credentials=RELAY_LOGIN)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def policy_server(certificates: TestCertificates) -> Iterator[PolicyServer]:
+    server = PolicyServer(tls_context=_server_context(certificates), policies=MTA_STS_POLICIES)
     server.start()
     yield server
     server.stop()
@@ -124,7 +181,12 @@ def run_id() -> str:
 
 @pytest.fixture(scope="session")
 def env(
-    stack: None, smtp: RecordingSmtp, run_id: str, certificates: TestCertificates
+    stack: None,
+    smtp: RecordingSmtp,
+    relay: RecordingSmtp,
+    policy_server: PolicyServer,
+    run_id: str,
+    certificates: TestCertificates,
 ) -> Iterator[dict[str, str]]:
     values = base_env(
         MAILSTREAM_KAFKA__TOPIC_PREFIX=f"it{run_id}.",
@@ -142,6 +204,28 @@ def env(
                 }
             ]
         ),
+        MAILSTREAM_ROUTING__EGRESS_POOLS=json.dumps(
+            {"loopback3": {"source_addresses": [EGRESS_SOURCE]}}
+        ),
+        MAILSTREAM_ROUTING__SMARTHOSTS=json.dumps(
+            {
+                "relay": {
+                    "host": "relay.mailstream.test",
+                    "port": relay.port,
+                    "tls": "required",
+                    "username": RELAY_LOGIN[0],
+                    "password": RELAY_LOGIN[1],
+                },
+                "relay-wrong-password": {
+                    "host": "relay.mailstream.test",
+                    "port": relay.port,
+                    "username": RELAY_LOGIN[0],
+                    "password": "not-the-password",
+                },
+            }
+        ),
+        MAILSTREAM_MTA_STS__HTTPS_PORT=str(policy_server.port),
+        MAILSTREAM_MTA_STS__CA_FILE=str(certificates.ca_file),
         MAILSTREAM_DELAY_TIERS_S="[1,2,4]",
         MAILSTREAM_KAFKA__PARTITIONS="3",
     )

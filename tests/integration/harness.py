@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from services.client import EmailClient, Priority, new_request
 from services.common.config import KafkaSettings
@@ -51,6 +52,9 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     at: float = 0.0  # time.time() when the message was accepted
+    peer: str = ""  # the client's source address
+    login: str | None = None  # the user the client authenticated as, if it did
+    tls: bool = False  # whether the session was under STARTTLS
 
 
 class _Recorder:
@@ -76,7 +80,8 @@ class _Recorder:
             envelope.rcpt_tos.append(address)
         return reply
 
-    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:
+        login = session.auth_data if session.authenticated else None
         with self.lock:
             self.messages.append(
                 Received(
@@ -84,17 +89,46 @@ class _Recorder:
                     list(envelope.rcpt_tos),
                     envelope.original_content or b"",
                     time.time(),
+                    peer=str(session.peer[0]) if session.peer else "",
+                    login=login.decode() if isinstance(login, bytes) else login,
+                    tls=session.ssl is not None,
                 )
             )
         return "250 2.0.0 Ok: recorded"
 
 
+class _Authenticator:
+    def __init__(self, credentials: tuple[str, str]) -> None:
+        self._credentials = credentials
+
+    def __call__(
+        self, _server: SMTP, _session: Session, _envelope: Envelope, _mechanism: str, data: Any
+    ) -> AuthResult:
+        user = data.login.decode() if isinstance(data, LoginPassword) else ""
+        password = data.password.decode() if isinstance(data, LoginPassword) else ""
+        ok = (user, password) == self._credentials
+        return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
+
+
 class RecordingSmtp:
     """An aiosmtpd server on loopback that keeps the raw bytes of every message."""
 
-    def __init__(self, *, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        """credentials: the one (user, password) AUTH accepts, and then requires."""
         self.port = free_port()
         self._recorder = _Recorder()
+        auth: dict[str, Any] = {}
+        if credentials is not None:
+            auth = {
+                "authenticator": _Authenticator(credentials),
+                "auth_required": True,
+                "auth_require_tls": tls_context is not None,
+            }
         self._controller = Controller(
             self._recorder,
             hostname="127.0.0.1",
@@ -103,6 +137,7 @@ class RecordingSmtp:
             enable_SMTPUTF8=True,
             tls_context=tls_context,
             require_starttls=False,
+            **auth,
         )
 
     def start(self) -> None:
@@ -309,3 +344,43 @@ def mailstream(
         timeout=timeout,
         check=check,
     )
+
+
+class PolicyServer:
+    """An HTTPS server on loopback answering `GET /.well-known/mta-sts.txt` per Host header
+    with the policies it is given: the MTA-STS policy hosts of the test domains."""
+
+    def __init__(self, *, tls_context: ssl.SSLContext, policies: dict[str, str]) -> None:
+        self.port = free_port()
+        self.policies = {f"mta-sts.{d}": body for d, body in policies.items()}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").split(":")[0].lower()
+                server.requests.append(host)
+                body = server.policies.get(host)
+                if self.path != "/.well-known/mta-sts.txt" or body is None:
+                    self.send_error(404)
+                    return
+                raw = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.socket = tls_context.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

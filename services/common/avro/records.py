@@ -131,6 +131,7 @@ class MxHost:
     AVRO_NAME: ClassVar[str] = "mailstream.internal.MxHost"
     host: str
     address: str
+    port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,9 @@ class DeliveryTask:
     not_before: int | None = None
     send_at: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    egress_pool: str | None = None
+    smarthost: str | None = None
+    tls_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
