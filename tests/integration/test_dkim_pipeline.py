@@ -14,9 +14,8 @@ from services.cli.tenants import read_tenants_file
 from services.client import EmailClient, new_request
 from services.common.avro.records import EventType
 from services.sender.dkim import load_key
-from tests.integration.conftest import events_for
 from tests.integration.dkim_dns import Dnsmasq, mail_dkim_verify
-from tests.integration.harness import RecordingSmtp, TopicCollector
+from tests.integration.harness import RecordingSmtp, TopicCollector, events_for
 
 
 @pytest.fixture(scope="module")

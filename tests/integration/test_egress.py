@@ -7,8 +7,8 @@ import time
 
 from services.client import EmailClient, Priority
 from services.common.avro.records import EventType
-from tests.integration.conftest import EGRESS_SOURCE, RELAY_LOGIN
 from tests.integration.harness import RecordingSmtp, TopicCollector, send_message, until_terminal
+from tests.stack import EGRESS_SOURCE, RELAY_LOGIN
 
 ROUTED = {"tenant_id": "routed", "from_address": "news@routed.mailstream.test"}
 UNSUBSCRIBE = {"List-Unsubscribe": "<https://routed.mailstream.test/u/1>"}

@@ -10,8 +10,7 @@ import pytest
 
 from services.client import EmailClient, new_request
 from services.common.avro.records import EventType, Recipient
-from tests.integration.conftest import events_for
-from tests.integration.harness import RecordingSmtp, TopicCollector
+from tests.integration.harness import RecordingSmtp, TopicCollector, events_for
 
 FROM = "hello@acme.mailstream.test"
 EVIL = "evil@inbox.mailstream.test"

@@ -9,8 +9,7 @@ from email.policy import default
 from services.client import EmailClient, Priority, new_request
 from services.common.avro.records import EmailEvent, EventType
 from services.common.kafka import headers
-from tests.integration.conftest import events_for
-from tests.integration.harness import RecordingSmtp, TopicCollector, mailstream
+from tests.integration.harness import RecordingSmtp, TopicCollector, events_for, mailstream
 
 
 def _types(items: list[EmailEvent], message_id: str) -> list[EventType]:

@@ -6,8 +6,7 @@ import uuid
 
 from services.client import EmailClient, Priority, new_request
 from services.common.avro.records import EventType
-from tests.integration.conftest import events_for
-from tests.integration.harness import RecordingSmtp, TopicCollector
+from tests.integration.harness import RecordingSmtp, TopicCollector, events_for
 
 N = 10
 RATE = 5  # tenant "other" in tests/integration/conftest.py

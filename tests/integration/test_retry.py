@@ -7,8 +7,7 @@ import uuid
 
 from services.client import EmailClient, Priority, new_request
 from services.common.avro.records import EventType
-from tests.integration.conftest import events_for
-from tests.integration.harness import RecordingSmtp, TopicCollector
+from tests.integration.harness import RecordingSmtp, TopicCollector, events_for
 
 
 def test_451_is_deferred_then_delivered_after_the_delay(

@@ -6,8 +6,8 @@ import uuid
 
 from services.client import EmailClient
 from services.common.avro.records import EventType
-from tests.integration.conftest import SLOW_RATE
 from tests.integration.harness import RecordingSmtp, TopicCollector, send_message, until_terminal
+from tests.stack import SLOW_RATE
 
 N = 10
 

@@ -1,6 +1,7 @@
-"""The real stack for integration tests: Kafka, Cassandra and dnsmasq started by the project's
-own deploy/local/stack (never skipped: if they cannot start, the run fails with the reason),
-with a fresh topic prefix and keyspace per run, a recording SMTP server and the four services."""
+"""The real stack for the integration, chaos and security suites: Kafka, Cassandra and dnsmasq
+started by the project's own deploy/local/stack (never skipped: if they cannot start, the run
+fails with the reason), with a fresh topic prefix and keyspace per run, recording SMTP servers
+and the four services."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ from tests.integration.harness import (
 )
 from tests.integration.tls_certs import TestCertificates, make_certificates
 
+# Suites that run against the real stack; each of their tests carries the integration marker.
+REAL_STACK_SUITES = ("integration", "chaos", "security")
 # Messages per second of the test provider class that slow.mailstream.test belongs to.
 SLOW_RATE = 4
 
@@ -109,7 +112,7 @@ def make_dkim_keys() -> tuple[bytes, bytes]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/integration" in str(item.fspath):
+        if any(f"tests/{suite}/" in str(item.fspath) for suite in REAL_STACK_SUITES):
             item.add_marker(pytest.mark.integration)
     # A test that leaves a backlog behind runs last, so it slows no other test.
     items.sort(key=lambda item: item.get_closest_marker("leaves_backlog") is not None)
