@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 
@@ -48,13 +49,25 @@ class SenderHandler:
         self._policy = policy
         self._keyring = keyring
         self._egress = egress
+        # Tasks being delivered now, by (tenant, message, recipient). A redelivered copy of a
+        # task (an upstream service redid uncommitted work) can arrive while the first copy is
+        # still in flight, before the ledger knows of it: the copy waits, then sees the ledger.
+        self._in_flight: dict[tuple[str, str, str], asyncio.Event] = {}
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._serde.decode(DeliveryTask, inbound.value)
+        key = (task.tenant_id, task.message_id, task.recipient)
         with structlog.contextvars.bound_contextvars(
             message_id=task.message_id, tenant_id=task.tenant_id, recipient=task.recipient
         ):
-            return await self._deliver(task)
+            while (busy := self._in_flight.get(key)) is not None:
+                await busy.wait()
+            done = self._in_flight[key] = asyncio.Event()
+            try:
+                return await self._deliver(task)
+            finally:
+                del self._in_flight[key]
+                done.set()
 
     async def _deliver(self, task: DeliveryTask) -> list[Output]:
         if await self._ledger.delivered(

@@ -1,0 +1,102 @@
+"""A redelivered copy of a task that arrives while the first copy is being sent waits for it
+and then finds the delivery in the ledger: one SMTP transaction, not two."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.common.avro.codec import AvroCodec
+from services.common.avro.records import DeliveryTask, MxHost
+from services.common.avro.registry import SchemaRegistry
+from services.common.avro.serde import RecordSerde
+from services.common.clock import SystemClock
+from services.common.config import REPO_ROOT, CommonSettings
+from services.common.kafka.records import Inbound
+from services.common.kafka.topics import Topics
+from services.common.priority import Priority
+from services.common.routing import RoutingSettings
+from services.common.schedule import RetryPolicy
+from services.common.status import StatusEmitter
+from services.sender.egress import Egress
+from services.sender.handler import SenderHandler
+from services.sender.smtp import Attempt
+from services.sender.tls import TlsPolicy
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.recorded: set[tuple[str, str, str]] = set()
+
+    async def delivered(self, *, tenant_id: str, message_id: str, recipient: str) -> bool:
+        return (tenant_id, message_id, recipient) in self.recorded
+
+    async def record(self, *, tenant_id: str, message_id: str, recipient: str, **_: Any) -> None:
+        await asyncio.sleep(0.01)  # the ledger write takes a while, as Cassandra's does
+        self.recorded.add((tenant_id, message_id, recipient))
+
+
+class Pool:
+    def __init__(self) -> None:
+        self.sends = 0
+
+    async def send(self, **_: Any) -> Attempt:
+        self.sends += 1
+        await asyncio.sleep(0.05)
+        return Attempt(mx_host="mx.example.org", code=250, text="2.0.0 Ok")
+
+
+class Signer:
+    def sign(self, mime: bytes, *, domain: str) -> bytes:
+        return mime
+
+
+class Keyring:
+    async def signer(self) -> Signer:
+        return Signer()
+
+
+async def test_a_copy_in_flight_is_sent_once() -> None:
+    serde = RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=REPO_ROOT / "schemas")))
+    topics = Topics("", (1, 2))
+    pool, ledger = Pool(), Ledger()
+    tls = TlsPolicy.parse(required_domains="", opportunistic=True, ca_file=None)
+    handler = SenderHandler(
+        serde=serde,
+        topics=topics,
+        status=StatusEmitter(serde=serde, topic=topics.status),
+        pool=pool,  # type: ignore[arg-type]
+        ledger=ledger,  # type: ignore[arg-type]
+        clock=SystemClock(),
+        policy=RetryPolicy.from_settings(CommonSettings()),
+        keyring=Keyring(),  # type: ignore[arg-type]
+        egress=Egress(routing=RoutingSettings(), tls=tls),
+    )
+    task = DeliveryTask(
+        message_id="m1",
+        tenant_id="acme",
+        priority=Priority.CRITICAL,
+        recipient="bob@example.org",
+        mail_from="bounces@acme.example",
+        mx_hosts=[MxHost(host="mx.example.org", address="192.0.2.1")],
+        mime=b"Subject: x\r\n\r\nx\r\n",
+        sender_domain="acme.example",
+        attempt=0,
+        accepted_at=0,
+    )
+    value = serde.encode(task)
+
+    def inbound(offset: int) -> Inbound:
+        return Inbound(
+            topic="deliver",
+            partition=0,
+            offset=offset,
+            key=b"m1",
+            value=value,
+            headers=[],
+            timestamp_ms=0,
+        )
+
+    first, copy = await asyncio.gather(handler(inbound(1)), handler(inbound(2)))
+    assert pool.sends == 1
+    assert len(first) == 1 and copy == []
