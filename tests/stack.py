@@ -114,8 +114,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(f"tests/{suite}/" in str(item.fspath) for suite in REAL_STACK_SUITES):
             item.add_marker(pytest.mark.integration)
-    # A test that leaves a backlog behind runs last, so it slows no other test.
-    items.sort(key=lambda item: item.get_closest_marker("leaves_backlog") is not None)
+    # A test that leaves a backlog behind runs last, so it slows no other test; a disruptive
+    # one (it stops the session's services, restarts Kafka, stops Cassandra) after that.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("disruptive") is not None,
+            item.get_closest_marker("leaves_backlog") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -245,24 +251,31 @@ def settings(env: dict[str, str]) -> CommonSettings:
     return CommonSettings()
 
 
-@pytest.fixture(scope="session")
-def provisioned(
-    settings: CommonSettings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def provision(settings: CommonSettings, env: dict[str, str], folder: Path) -> None:
+    """Topics, keyspace and the test tenants (with fresh DKIM keys) for one universe."""
     create_topics(settings.kafka, Topics(settings.kafka.topic_prefix, settings.delay_tiers_s))
     cluster, session = connect(settings.cassandra)
     try:
         migrate(session, settings.cassandra)
     finally:
         cluster.shutdown()
-    folder = tmp_path_factory.mktemp("tenants")
-    (folder / "keys").mkdir()
+    (folder / "keys").mkdir(parents=True, exist_ok=True)
     rsa_pem, ed_seed = make_dkim_keys()
     (folder / "keys" / "acme-rsa.pem").write_bytes(rsa_pem)
     (folder / "keys" / "acme-ed25519.key").write_bytes(ed_seed)
     tenants = folder / "tenants.yaml"
     tenants.write_text(TENANTS_YAML)
     mailstream(env, "tenants", "apply", "-f", str(tenants), check=True)
+
+
+@pytest.fixture(scope="session")
+def provisioned(
+    settings: CommonSettings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The folder of the applied tenants file and its DKIM keys."""
+    folder = tmp_path_factory.mktemp("tenants")
+    provision(settings, env, folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -339,7 +352,7 @@ __all__ = ["Inbound", "Path", "events_for"]
 def services_stay_up(request: pytest.FixtureRequest) -> Iterator[None]:
     """A service that crashed during a test fails that test with its log, not a later one."""
     yield
-    if "services" in request.fixturenames:
+    if "services" in request.fixturenames and request.node.get_closest_marker("disruptive") is None:
         procs: dict[str, ServiceProcess] = request.getfixturevalue("services")
         dead = {m: p.log_text()[-2000:] for m, p in procs.items() if not p.alive()}
         assert not dead, f"services died during the test: {dead}"

@@ -63,6 +63,8 @@ class _Recorder:
         self.messages: list[Received] = []
         self.scripted: dict[str, list[str]] = {}  # recipient -> replies to RCPT, in order
         self.rcpt_log: list[tuple[float, str, str]] = []  # (time, recipient, reply)
+        # Called with each message just before its 250 goes out (chaos tests kill on it).
+        self.on_message: Callable[[Received], None] | None = None
 
     async def handle_RCPT(
         self,
@@ -83,17 +85,19 @@ class _Recorder:
     async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:
         login = session.auth_data if session.authenticated else None
         with self.lock:
-            self.messages.append(
-                Received(
-                    str(envelope.mail_from),
-                    list(envelope.rcpt_tos),
-                    envelope.original_content or b"",
-                    time.time(),
-                    peer=str(session.peer[0]) if session.peer else "",
-                    login=login.decode() if isinstance(login, bytes) else login,
-                    tls=session.ssl is not None,
-                )
+            received = Received(
+                str(envelope.mail_from),
+                list(envelope.rcpt_tos),
+                envelope.original_content or b"",
+                time.time(),
+                peer=str(session.peer[0]) if session.peer else "",
+                login=login.decode() if isinstance(login, bytes) else login,
+                tls=session.ssl is not None,
             )
+            self.messages.append(received)
+            hook = self.on_message
+        if hook is not None:
+            hook(received)
         return "250 2.0.0 Ok: recorded"
 
 
@@ -150,6 +154,11 @@ class RecordingSmtp:
     def messages(self) -> list[Received]:
         with self._recorder.lock:
             return list(self._recorder.messages)
+
+    def on_message(self, hook: Callable[[Received], None] | None) -> None:
+        """hook(message) runs as each message is accepted, just before its 250 is sent."""
+        with self._recorder.lock:
+            self._recorder.on_message = hook
 
     def script_rcpt(self, recipient: str, replies: list[str]) -> None:
         """The next RCPT TO replies for recipient; 250 once they run out."""
