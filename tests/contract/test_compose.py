@@ -50,7 +50,7 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def compose_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = compose["services"]
     return found
 
@@ -107,10 +107,12 @@ def field_path_error(model: type[BaseSettings], var: str) -> str | None:
     return None
 
 
-def app_env_cases(services: dict[str, dict[str, Any]]) -> list[tuple[str, str, type[BaseSettings]]]:
+def app_env_cases(
+    compose_services: dict[str, dict[str, Any]],
+) -> list[tuple[str, str, type[BaseSettings]]]:
     return [
         (name, var, model)
-        for name, service in services.items()
+        for name, service in compose_services.items()
         if is_app(service)
         for var in environment(service)
         if var.startswith("MAILSTREAM_")
@@ -121,10 +123,10 @@ def app_env_cases(services: dict[str, dict[str, Any]]) -> list[tuple[str, str, t
 # ------------------------------------------------------------------------- services
 
 
-def test_the_four_services_run_their_module(services: dict[str, dict[str, Any]]) -> None:
+def test_the_four_services_run_their_module(compose_services: dict[str, dict[str, Any]]) -> None:
     for deploy_name, package in SERVICES.items():
-        assert deploy_name in services, f"docker-compose.yml has no service {deploy_name}"
-        service = services[deploy_name]
+        assert deploy_name in compose_services, f"docker-compose.yml has no service {deploy_name}"
+        service = compose_services[deploy_name]
         assert is_app(service), f"{deploy_name} is not built from the repository's Dockerfile"
         assert argv(service) == ["python", "-m", f"services.{package}"], deploy_name
         assert (REPO / "services" / package / "__main__.py").is_file(), package
@@ -140,8 +142,12 @@ def test_settings_table_matches_each_main() -> None:
         assert match.group(2) == SETTINGS[deploy_name][0].__name__
 
 
-def test_every_app_container_has_a_settings_class(services: dict[str, dict[str, Any]]) -> None:
-    unknown = {name for name, service in services.items() if is_app(service)} - set(SETTINGS)
+def test_every_app_container_has_a_settings_class(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    unknown = {name for name, service in compose_services.items() if is_app(service)} - set(
+        SETTINGS
+    )
     assert not unknown, f"add {sorted(unknown)} to SETTINGS in {Path(__file__).name}"
 
 
@@ -149,9 +155,9 @@ def test_every_app_container_has_a_settings_class(services: dict[str, dict[str, 
 
 
 def test_every_mailstream_variable_is_a_settings_field(
-    services: dict[str, dict[str, Any]],
+    compose_services: dict[str, dict[str, Any]],
 ) -> None:
-    cases = app_env_cases(services)
+    cases = app_env_cases(compose_services)
     assert cases, "no MAILSTREAM_* variable found on any app container"
     errors = [
         f"{name}: {error}"
@@ -162,10 +168,10 @@ def test_every_mailstream_variable_is_a_settings_field(
 
 
 def test_every_app_container_environment_loads(
-    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    compose_services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The values parse, and each lands on the field its name says (not silently ignored)."""
-    for name, service in services.items():
+    for name, service in compose_services.items():
         if not is_app(service):
             continue
         env = {k: v for k, v in environment(service).items() if k.startswith("MAILSTREAM_")}
@@ -196,8 +202,10 @@ def test_the_field_check_catches_a_renamed_field() -> None:
 # ------------------------------------------------------------------------- wiring
 
 
-def test_kafka_bootstrap_is_an_advertised_listener(services: dict[str, dict[str, Any]]) -> None:
-    kafka = services["kafka"]
+def test_kafka_bootstrap_is_an_advertised_listener(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    kafka = compose_services["kafka"]
     kafka_env = environment(kafka)
     names = {"kafka", kafka.get("hostname", "kafka")}
     advertised = {
@@ -210,7 +218,7 @@ def test_kafka_bootstrap_is_an_advertised_listener(services: dict[str, dict[str,
         name: int(port)
         for name, port in re.findall(r"(\w+)://[^:,]*:(\d+)", kafka_env["KAFKA_LISTENERS"])
     }
-    for name, service in services.items():
+    for name, service in compose_services.items():
         value = environment(service).get("MAILSTREAM_KAFKA__BOOTSTRAP_SERVERS")
         if not is_app(service) or value is None:
             continue
@@ -230,10 +238,10 @@ def container_ports(service: dict[str, Any]) -> set[int]:
     return ports
 
 
-def test_cassandra_host_and_port_match(services: dict[str, dict[str, Any]]) -> None:
-    cassandra_ports = container_ports(services["cassandra"])
+def test_cassandra_host_and_port_match(compose_services: dict[str, dict[str, Any]]) -> None:
+    cassandra_ports = container_ports(compose_services["cassandra"])
     checked = 0
-    for name, service in services.items():
+    for name, service in compose_services.items():
         env = environment(service)
         if not is_app(service) or "MAILSTREAM_CASSANDRA__HOSTS" not in env:
             continue
@@ -245,20 +253,20 @@ def test_cassandra_host_and_port_match(services: dict[str, dict[str, Any]]) -> N
     assert checked >= len(SERVICES) + 1  # the services and init
 
 
-def test_sender_delivers_to_the_inbox_port(services: dict[str, dict[str, Any]]) -> None:
-    inbox = argv(services["inbox"])
+def test_sender_delivers_to_the_inbox_port(compose_services: dict[str, dict[str, Any]]) -> None:
+    inbox = argv(compose_services["inbox"])
     assert inbox[:3] == ["mailstream", "inbox", "serve"]
     assert option(inbox, "--host") == "0.0.0.0", "the inbox must listen beyond loopback"
-    smtp_port = environment(services["sender"]).get("MAILSTREAM_SMTP__PORT")
+    smtp_port = environment(compose_services["sender"]).get("MAILSTREAM_SMTP__PORT")
     assert smtp_port is not None, "the sender would deliver on port 25, the inbox is elsewhere"
     assert int(smtp_port) == int(option(inbox, "--port"))
 
 
 def test_router_asks_the_dns_container_for_the_inbox_mx(
-    services: dict[str, dict[str, Any]],
+    compose_services: dict[str, dict[str, Any]],
 ) -> None:
-    dns = services["dns"]
-    router_env = environment(services["router"])
+    dns = compose_services["dns"]
+    router_env = environment(compose_services["router"])
     address = dns["networks"]["mailstream"]["ipv4_address"]
     assert router_env["MAILSTREAM_DNS__NAMESERVERS"] == address
     assert int(router_env.get("MAILSTREAM_DNS__PORT", "53")) == 53  # dnsmasq's default
@@ -266,28 +274,32 @@ def test_router_asks_the_dns_container_for_the_inbox_mx(
     conf = next(REPO / src for src, _dst, *_ in mounts if src.endswith("dnsmasq.conf"))
     records = re.findall(r"^mx-host=([^,\s]+),([^,\s]+)", conf.read_text(), re.MULTILINE)
     assert ("inbox.mailstream.test", "inbox") in records
-    assert "inbox" in services
+    assert "inbox" in compose_services
 
 
-def test_healthchecks_gate_startup(services: dict[str, dict[str, Any]]) -> None:
+def test_healthchecks_gate_startup(compose_services: dict[str, dict[str, Any]]) -> None:
     for name in ("kafka", "cassandra"):
-        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-    init_deps = services["init"]["depends_on"]
+        assert compose_services[name].get("healthcheck", {}).get("test"), (
+            f"{name} has no healthcheck"
+        )
+    init_deps = compose_services["init"]["depends_on"]
     for name in ("kafka", "cassandra"):
         assert init_deps[name]["condition"] == "service_healthy"
     for deploy_name in SERVICES:
-        deps = services[deploy_name]["depends_on"]
+        deps = compose_services[deploy_name]["depends_on"]
         assert deps["init"]["condition"] == "service_completed_successfully", deploy_name
-    for name, service in services.items():
+    for name, service in compose_services.items():
         for dep, spec in (service.get("depends_on") or {}).items():
             if spec.get("condition") == "service_healthy":
-                assert services[dep].get("healthcheck"), f"{name} waits on {dep}: no healthcheck"
+                assert compose_services[dep].get("healthcheck"), (
+                    f"{name} waits on {dep}: no healthcheck"
+                )
 
 
 def test_init_provisions_topics_tables_and_the_demo_tenant(
-    services: dict[str, dict[str, Any]],
+    compose_services: dict[str, dict[str, Any]],
 ) -> None:
-    init = services["init"]
+    init = compose_services["init"]
     script = " ".join(argv(init))
     assert "mailstream topics create" in script
     assert "mailstream db migrate" in script
