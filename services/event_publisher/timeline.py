@@ -19,6 +19,18 @@ _BY_RECIPIENT = (
 )
 
 
+# Longer than any valid address (RFC 5321 allows 254 octets); Cassandra refuses keys over 64 KiB.
+_MAX_INDEXED_OCTETS = 1024
+
+
+def indexable(recipient: str | None) -> bool:
+    """Whether `mailstream trace --recipient` can find this recipient: a REJECTED event of an
+    empty or absurdly long address is kept in the message's timeline only."""
+    if not recipient:
+        return False
+    return len(recipient.encode("utf-8", "surrogatepass")) <= _MAX_INDEXED_OCTETS
+
+
 class Timeline:
     def __init__(self, *, session: AsyncSession) -> None:
         self._session = session
@@ -49,7 +61,7 @@ class Timeline:
                 ),
             )
         ]
-        if event.recipient is not None:
+        if event.recipient is not None and indexable(event.recipient):
             writes.append(
                 self._session.execute(
                     _BY_RECIPIENT,

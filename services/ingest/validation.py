@@ -5,18 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from email_validator import EmailNotValidError, validate_email
-
+from services.common.addresses import normalize_address
 from services.common.avro.records import EmailRequested
+from services.common.header_text import unsafe_text
 from services.common.tenants import Tenant
 from services.ingest import reasons
-from services.ingest.headers_policy import header_allowed, unsafe_text
+from services.ingest.headers_policy import header_allowed
 
 MAX_MESSAGE_ID = 128
 MAX_TO = 50
 _MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-# Bidi controls and zero-width characters have no place in an address.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 @dataclass(frozen=True)
@@ -28,25 +26,6 @@ class Verdict:
     detail: str = ""
     recipients: list[str] = field(default_factory=list)
     invalid_recipients: list[tuple[str, str]] = field(default_factory=list)
-
-
-def normalize_address(address: str, *, allow_test_domains: bool = False) -> str | None:
-    """The validated, normalized address, or None. Exactly this string is later sent.
-    allow_test_domains admits the special-use .test names the local and test stacks use."""
-    if _INVISIBLE.search(address) or unsafe_text(address) or len(address) > 320:
-        return None
-    try:
-        result = validate_email(
-            address,
-            check_deliverability=False,
-            allow_smtputf8=True,
-            allow_quoted_local=False,
-            allow_domain_literal=False,
-            test_environment=allow_test_domains,
-        )
-    except EmailNotValidError:
-        return None
-    return result.normalized
 
 
 def validate(

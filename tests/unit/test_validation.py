@@ -1,10 +1,12 @@
 import pytest
 
+from services.common.addresses import normalize_address
 from services.common.avro.records import EmailRequested, Recipient
+from services.common.header_text import unsafe_text
 from services.common.tenants import Tenant
 from services.ingest import reasons
-from services.ingest.headers_policy import header_allowed, unsafe_text
-from services.ingest.validation import normalize_address, validate
+from services.ingest.headers_policy import header_allowed
+from services.ingest.validation import validate
 
 TENANT = Tenant("acme", frozenset({"acme.example"}))
 
@@ -129,3 +131,33 @@ def test_bulk_mail_must_offer_unsubscribe() -> None:
         is None
     )
     assert validate(bulk, TENANT, encoded_size=10, max_bytes=1000).rejected_reason is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=?x-unknown?q?hi?=",  # a charset no codec knows
+        "=?rot13?q?hi?=",  # a codec that is no text encoding
+        "=?idna?q?good?=",  # a codec that raises UnicodeError on any bad input
+        "=?utf-8*en?q?hi=0Athere?=",  # an RFC 2231 language suffix does not hide the LF
+        "=?utf-16be?b?AGgAaQAKAEI=?=",  # UTF-16 "hi\nB"
+        "=?utf-8?q?a=0D?=",
+        "=?utf-8?q?a=zz?=",  # not hex
+        "=?utf-8?q?=E2=80=A8?=",  # U+2028 in UTF-8
+    ],
+)
+def test_encoded_words_that_cannot_be_decoded_or_hide_a_break_are_unsafe(value: str) -> None:
+    assert unsafe_text(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["=?utf-8*en?q?caf=C3=A9?=", "=?iso-8859-1?q?caf=E9?=", "plain text", "a =? b ?= c"]
+)
+def test_ordinary_encoded_words_are_safe(value: str) -> None:
+    assert not unsafe_text(value)
+
+
+def test_local_parts_over_64_octets_are_refused() -> None:
+    assert normalize_address("a" * 64 + "@example.org") == "a" * 64 + "@example.org"
+    assert normalize_address("a" * 65 + "@example.org") is None
+    assert normalize_address("é" * 33 + "@example.org") is None  # 66 octets in UTF-8
