@@ -195,6 +195,7 @@ class AcceptedHandler:
                 text=content.text,
                 html=content.html,
                 accepted_at=accepted.accepted_at,
+                recipients=accepted.recipients,
                 one_click_unsubscribe=accepted.priority is Priority.BULK
                 and has_https_unsubscribe(request.headers),
             )

@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime
 
+from services.common.addresses import normalize_address
 from services.common.avro.records import EmailRequested, Recipient
 
 
@@ -23,8 +24,15 @@ def _address(address: str, name: str | None) -> Address:
     return Address(display_name=name or "", username=local, domain=domain)
 
 
-def _addresses(recipients: list[Recipient]) -> list[Address]:
-    return [_address(r.address, r.name) for r in recipients]
+def _addresses(recipients: list[Recipient], accepted: frozenset[str]) -> list[Address]:
+    """The recipients accepted for delivery, in the normalized form ingest validated: a
+    rejected or suppressed address is never written into the message."""
+    shown = []
+    for r in recipients:
+        normalized = normalize_address(r.address, allow_test_domains=True)
+        if normalized is not None and normalized in accepted:
+            shown.append(_address(normalized, r.name))
+    return shown
 
 
 def build_mime(
@@ -35,15 +43,21 @@ def build_mime(
     text: str | None,
     html: str | None,
     accepted_at: int,
+    recipients: list[str],
 ) -> bytes:
-    """The message with CRLF line endings. Bcc recipients are never written in a header.
-    Every text here was validated by ingest (no line breaks, no encoded newlines)."""
+    """The message with CRLF line endings. To and Cc name only `recipients` (the accepted,
+    normalized addresses); Bcc recipients are never written in a header. Every text here was
+    validated by ingest or the renderer (no line breaks, no encoded newlines)."""
     sender_domain = request.from_address.rsplit("@", 1)[1]
+    accepted = frozenset(recipients)
     msg = EmailMessage(policy=SMTP)
     msg["From"] = _address(request.from_address, request.from_name)
-    msg["To"] = _addresses(request.to)
-    if request.cc:
-        msg["Cc"] = _addresses(request.cc)
+    to = _addresses(request.to, accepted)
+    # RFC 5322 allows a message without To; an empty group says so to receivers that ask.
+    msg["To"] = to if to else "undisclosed-recipients:;"
+    cc = _addresses(request.cc, accepted)
+    if cc:
+        msg["Cc"] = cc
     if request.reply_to:
         msg["Reply-To"] = _address(request.reply_to, None)
     msg["Subject"] = subject or ""
@@ -68,11 +82,20 @@ def build_mime(
             subtype=subtype or "octet-stream",
             filename=attachment.filename,
         )
-    needs_utf8 = any(
-        not a.isascii()
-        for a in [request.from_address, *(r.address for r in [*request.to, *request.cc])]
+    needs_utf8 = not request.from_address.isascii() or any(
+        not a.addr_spec.isascii() for a in [*to, *cc]
     )
-    return msg.as_bytes(policy=SMTPUTF8 if needs_utf8 else SMTP)
+    return _no_leading_dots(msg.as_bytes(policy=SMTPUTF8 if needs_utf8 else SMTP))
+
+
+def _no_leading_dots(raw: bytes) -> bytes:
+    """Every body line that starts with '.' gets it as the quoted-printable =2E: the text parts
+    are quoted-printable and the rest base64, so this changes no decoded byte, yet no hop that
+    mishandles dot-stuffing can ever read a lone '.' line as the end of DATA (SMTP smuggling)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if body.startswith(b"."):
+        body = b"=2E" + body[1:]
+    return head + sep + body.replace(b"\r\n.", b"\r\n=2E")
 
 
 def has_https_unsubscribe(headers: dict[str, str]) -> bool:

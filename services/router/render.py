@@ -17,6 +17,8 @@ from jinja2 import StrictUndefined, Template, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from services.common.header_text import unsafe_text
+
 # Reason codes (EmailEvent.reason of a REJECTED event).
 TEMPLATE_NOT_FOUND = "template_not_found"
 TEMPLATE_DATA_MISSING = "template_data_missing"
@@ -28,9 +30,9 @@ _GUARD_SIZE = "_mailstream_guard_size"
 _CHECK_EVERY = 256  # loop iterations between deadline checks
 _MAX_POW_BITS = 1 << 16
 _COMPILED_MAX = 1024
-_SUBJECT_FORBIDDEN = re.compile(r"[\r\n\x00]")
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*|\*)(?:\.(\d*|\*))?")
-_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+# Matched only at a position the scanner chose, so neither can backtrack across the string.
+_PERCENT_TAIL = re.compile(r"[-#0 +]*(\d*|\*)(?:\.(\d*|\*))?")
+_BRACE_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 class RenderError(Exception):
@@ -112,13 +114,34 @@ def _size(value: Any, depth: int = 0) -> int:
 
 
 def _spec_width(fmt: str) -> int:
-    """The widths and precisions named in %-style and {}-style format specs."""
+    """The widths and precisions named in %-style and {}-style format specs, in one linear
+    pass: format strings come from request data, so a quadratic scan would be a ReDoS."""
+    return _percent_width(fmt) + _brace_width(fmt)
+
+
+def _percent_width(fmt: str) -> int:
+    total, i = 0, 0
+    while (i := fmt.find("%", i) + 1) > 0:
+        if fmt.startswith("%", i):  # "%%" is a literal percent sign
+            i += 1
+            continue
+        if fmt.startswith("(", i):
+            close = fmt.find(")", i)
+            if close < 0:
+                return total  # an unclosed key: formatting fails anyway
+            i = close + 1
+        tail = _PERCENT_TAIL.match(fmt, i)
+        assert tail is not None  # every group is optional
+        total += sum(int(g) for g in tail.groups() if g and g.isdigit())
+        i = tail.end()
+    return total
+
+
+def _brace_width(fmt: str) -> int:
     total = 0
-    for match in _PERCENT_SPEC.finditer(fmt):
-        for group in match.groups():
-            total += int(group) if group and group.isdigit() else 0
-    for match in _BRACE_SPEC.finditer(fmt):
-        total += sum(int(d) for d in re.findall(r"\d+", match.group(1)))
+    for field_match in _BRACE_FIELD.finditer(fmt):
+        spec = field_match.group(1).partition(":")[2]
+        total += sum(int(d) for d in re.findall(r"\d+", spec))
     return total
 
 
@@ -361,6 +384,6 @@ def render(template: TemplateSource, data_json: str | None, *, limits: RenderLim
         raise RenderError(RENDER_FAILED, f"{type(exc).__name__}: {str(exc)[:300]}") from None
     finally:
         _BUDGET.reset(token)
-    if _SUBJECT_FORBIDDEN.search(subject):
+    if unsafe_text(subject):  # encoded words too: CVE-2024-6923 on this Python
         raise RenderError(RENDER_FAILED, "rendered subject contains a line break")
     return Rendered(subject=subject, text=text, html=html)

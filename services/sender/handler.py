@@ -78,7 +78,12 @@ class SenderHandler:
         attempt = await self._attempt(task)
         now = self._clock.now_ms()
         number = task.attempt + 1
-        verdict = classify(attempt.code, attempt.text, connection_error=attempt.connection_error)
+        verdict = classify(
+            attempt.code,
+            attempt.text,
+            connection_error=attempt.connection_error,
+            stage=attempt.stage,
+        )
         reply = SmtpReply(
             code=attempt.code or 0,
             text=attempt.text,
@@ -180,7 +185,7 @@ class SenderHandler:
                 rank=task.priority.rank,
                 path=path,
             )
-            if last.code is not None:
+            if last.code is not None and last.connection_error is None:
                 return last
             log.info("mx_unreachable", mx_host=mx.host, address=mx.address, error=last.text)
         return last

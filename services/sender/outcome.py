@@ -7,7 +7,7 @@ answer "550 5.5.0 mailbox unavailable" for an unknown user, or "5.7.1 ... Spamha
 then the enhanced code's subject (x.4.x routing, x.7.x policy ...), then the basic code alone.
 
 The bounce kind of a 5xx says whether the *address* is at fault: HARD (invalid_recipient,
-bad_domain, disabled_mailbox, routing, relay_denied and unrecognised replies) means stop
+bad_domain, disabled_mailbox, routing, relay_denied and unrecognised replies to RCPT) means stop
 sending to it, and the event-publisher suppresses it. Everything else is SOFT even on a 5xx:
 the temporary ones (quota, rate_limited, greylisted, connection, dns_failure, message_expired)
 and those about this message or the sender rather than the recipient (spam_block, policy,
@@ -251,6 +251,11 @@ _CONNECTION_ERRORS = {
     "dns": "dns_failure",
     "authentication": "authentication",
 }
+_NOT_RCPT = frozenset({"mail", "data"})
+# Failures before any reply that no retry can mend: the mail cannot travel to this host as is.
+_PERMANENT_CONNECTION_ERRORS = {
+    "smtputf8_unsupported": "protocol",  # RFC 6531 3.2: no downgrade of a non-ASCII address
+}
 
 _RETRY_HINT = _rx(
     r"(?:try(?: again)?|retry|again|wait|come back|resend|deferred)\s+(?:it\s+)?"
@@ -286,10 +291,23 @@ def category_of(code: int, text: str) -> str:
 
 
 def classify(
-    code: int | None, text: str = "", *, connection_error: str | None = None
+    code: int | None,
+    text: str = "",
+    *,
+    connection_error: str | None = None,
+    stage: str | None = None,
 ) -> Classified:
-    """code None means no reply was had (connection refused, timeout, TLS failure)."""
+    """code None means no reply was had (connection refused, timeout, TLS failure); a 4xx
+    code with a connection_error is a host that refused us before any transaction. stage is
+    the command a reply answered: a 5xx of no known cause after MAIL or DATA, once the
+    recipient was accepted, says nothing against the address, so it bounces SOFT."""
     hint = retry_after_s(text)
+    if code is not None and code < 500 and connection_error is not None:
+        category = _CONNECTION_ERRORS.get(connection_error, "connection")
+        return Classified(Outcome.DEFERRED, category, retry_after_s=hint)
+    if code is None and connection_error in _PERMANENT_CONNECTION_ERRORS:
+        category = _PERMANENT_CONNECTION_ERRORS[connection_error]
+        return Classified(Outcome.BOUNCED, category, BounceKind.SOFT)
     if code is None:
         category = _CONNECTION_ERRORS.get(connection_error or "", "connection")
         return Classified(Outcome.DEFERRED, category, retry_after_s=hint)
@@ -298,7 +316,8 @@ def classify(
         return Classified(Outcome.DELIVERED, "delivered")
     category = category_of(code, text)
     if 500 <= code < 600:
-        kind = BounceKind.HARD if category in HARD_CATEGORIES else BounceKind.SOFT
+        hard = category in HARD_CATEGORIES and not (category == "other" and stage in _NOT_RCPT)
+        kind = BounceKind.HARD if hard else BounceKind.SOFT
         return Classified(Outcome.BOUNCED, category, kind, retry_after_s=hint)
     if 400 <= code < 500:
         return Classified(Outcome.DEFERRED, category, retry_after_s=hint)

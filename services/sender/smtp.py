@@ -8,6 +8,7 @@ import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+import idna
 
 from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
@@ -21,13 +22,16 @@ _LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError
 
 @dataclass(frozen=True)
 class Attempt:
-    """What one MX host said. code None: no reply at all (connection_error says why)."""
+    """What one MX host said. code None: no reply at all (connection_error says why); a code
+    with connection_error: the host refused before any transaction (a 421 greeting), so the
+    next MX may still be tried. stage: the command a failing reply answered."""
 
     mx_host: str
     code: int | None
     text: str
     tls_version: str | None = None
     connection_error: str | None = None
+    stage: str | None = None  # "mail", "rcpt" or "data"
 
 
 class TlsUnavailable(Exception):
@@ -94,6 +98,8 @@ class SmtpPool:
                 return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
             except RelayAuthFailed as exc:
                 return Attempt(mx.host, None, str(exc)[:500], connection_error="authentication")
+            except aiosmtplib.SMTPResponseException as exc:  # a 421 or 554 greeting, a bad EHLO
+                return Attempt(mx.host, exc.code, exc.message[:500], connection_error="connection")
             except (aiosmtplib.SMTPException, *_LOST) as exc:
                 return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
             try:
@@ -111,14 +117,32 @@ class SmtpPool:
     ) -> Attempt:
         client = conn.client
         tls = _tls_version(client)
+        mail_from, recipient = _envelope(mail_from), _envelope(recipient)
+        # RFC 6531: a non-ASCII address travels only where the server offers SMTPUTF8.
+        utf8 = not (mail_from.isascii() and recipient.isascii() and data.isascii())
+        options, encoding = (["SMTPUTF8"], "utf-8") if utf8 else ([], "ascii")
+        stage = "mail"
         try:
-            await client.mail(mail_from)
-            await client.rcpt(recipient)
+            if utf8:
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                if not client.supports_extension("smtputf8"):
+                    return Attempt(
+                        host,
+                        None,
+                        f"{host} does not offer SMTPUTF8, which this address needs",
+                        tls,
+                        connection_error="smtputf8_unsupported",
+                    )
+            await client.mail(mail_from, options=options, encoding=encoding)
+            stage = "rcpt"
+            await client.rcpt(recipient, encoding=encoding)
+            stage = "data"
             response = await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.rset()
-            return Attempt(host, exc.code, exc.message, tls)
+            return Attempt(host, exc.code, exc.message, tls, stage=stage)
         conn.sent += 1
         return Attempt(host, response.code, response.message, tls)
 
@@ -207,6 +231,18 @@ class SmtpPool:
             for conn in conns:
                 await self._discard(conn)
         self._idle.clear()
+
+
+def _envelope(address: str) -> str:
+    """An internationalized domain after an ASCII local part goes as its A-label, so only a
+    non-ASCII local part needs SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if address.isascii() or not local.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain).decode('ascii')}"
+    except idna.IDNAError:
+        return address
 
 
 def _tls_version(client: aiosmtplib.SMTP) -> str | None:

@@ -18,10 +18,13 @@ REQ = EmailRequested(
     subject="Hi",
     headers={"X-Campaign": "c1"},
 )
+ALL = ["bob@example.org", "carol@example.org", "secret@example.org"]
 
 
 def test_mime_has_crlf_no_bcc_and_a_stable_message_id() -> None:
-    raw = build_mime(REQ, subject="Hi", text="hello", html="<p>hello</p>", accepted_at=1000)
+    raw = build_mime(
+        REQ, subject="Hi", text="hello", html="<p>hello</p>", accepted_at=1000, recipients=ALL
+    )
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     assert b"secret@example.org" not in raw
     msg = message_from_bytes(raw, policy=default)
@@ -29,7 +32,9 @@ def test_mime_has_crlf_no_bcc_and_a_stable_message_id() -> None:
     assert msg["Cc"] == "carol@example.org"
     assert msg["X-Campaign"] == "c1"
     assert msg.get_content_type() == "multipart/alternative"
-    again = build_mime(REQ, subject="Hi", text="hello", html="<p>hello</p>", accepted_at=1000)
+    again = build_mime(
+        REQ, subject="Hi", text="hello", html="<p>hello</p>", accepted_at=1000, recipients=ALL
+    )
     assert message_from_bytes(again, policy=default)["Message-ID"] == msg["Message-ID"]
 
 
@@ -52,8 +57,50 @@ def test_bulk_with_an_https_unsubscribe_gets_one_click() -> None:
     req = replace(REQ, headers={"List-Unsubscribe": "<https://acme.example/u/1>"})
     assert has_https_unsubscribe(req.headers)
     raw = build_mime(
-        req, subject="s", text="t", html=None, accepted_at=0, one_click_unsubscribe=True
+        req,
+        subject="s",
+        text="t",
+        html=None,
+        accepted_at=0,
+        recipients=ALL,
+        one_click_unsubscribe=True,
     )
     msg = message_from_bytes(raw, policy=default)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert not has_https_unsubscribe({"List-Unsubscribe": "<mailto:u@acme.example>"})
+
+
+def test_only_accepted_recipients_are_named_in_their_normalized_form() -> None:
+    from dataclasses import replace
+
+    req = replace(
+        REQ,
+        to=[
+            Recipient("bob@example\uff0eorg", "Bob"),  # IDNA maps U+FF0E to "."
+            Recipient("alice@example.org)<evil@example.org>"),
+            Recipient("alice"),
+            Recipient("x@example.org\r\nRCPT TO:<evil@example.org>"),
+        ],
+        cc=[Recipient("carol@example.org"), Recipient("alice@example.org" + "(" * 3000)],
+    )
+    raw = build_mime(req, subject="s", text="t", html=None, accepted_at=0, recipients=ALL[:2])
+    assert b"evil" not in raw and b"alice" not in raw
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["To"] == "Bob <bob@example.org>"
+    assert msg["Cc"] == "carol@example.org"
+    only_cc = build_mime(
+        req, subject="s", text="t", html=None, accepted_at=0, recipients=["carol@example.org"]
+    )
+    assert message_from_bytes(only_cc, policy=default)["To"] == "undisclosed-recipients:;"
+
+
+def test_no_body_line_starts_with_a_dot_yet_the_text_decodes_unchanged() -> None:
+    text = ".first\nBob\n.\nMAIL FROM:<x@y.z>\n..\n" + "a" * 75 + ".b\n"
+    html = "<p>.</p>\n.\n"
+    raw = build_mime(REQ, subject="s", text=text, html=html, accepted_at=0, recipients=ALL)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert not body.startswith(b".") and b"\r\n." not in body
+    msg = message_from_bytes(raw, policy=default)
+    parts = {p.get_content_subtype(): p.get_content() for p in msg.walk() if not p.is_multipart()}
+    crlf = {k: v.replace("\r\n", "\n") for k, v in parts.items()}
+    assert crlf["plain"] == text and crlf["html"] == html

@@ -260,3 +260,38 @@ def test_retry_after_hint(text: str, seconds: int | None) -> None:
 def test_the_hint_rides_on_the_classification() -> None:
     assert classify(451, "4.7.1 Greylisted, try again in 300 seconds").retry_after_s == 300
     assert classify(250, "2.0.0 Ok, try again in 5 seconds").retry_after_s is None
+
+
+def test_a_host_without_smtputf8_is_a_soft_bounce_not_a_retry() -> None:
+    result = classify(None, "mx does not offer SMTPUTF8", connection_error="smtputf8_unsupported")
+    assert (result.outcome, result.category, result.bounce_kind) == (
+        Outcome.BOUNCED,
+        "protocol",
+        BounceKind.SOFT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "kind"),
+    [
+        ("rcpt", BounceKind.HARD),
+        (None, BounceKind.HARD),
+        ("mail", BounceKind.SOFT),
+        ("data", BounceKind.SOFT),
+    ],
+)
+def test_a_5xx_of_no_known_cause_is_hard_only_when_it_answers_rcpt(
+    stage: str | None, kind: BounceKind
+) -> None:
+    result = classify(554, "5.0.0 Transaction failed", stage=stage)
+    assert (result.outcome, result.category, result.bounce_kind) == (Outcome.BOUNCED, "other", kind)
+
+
+def test_a_known_cause_keeps_its_kind_at_any_stage() -> None:
+    assert classify(550, "5.1.1 User unknown", stage="data").bounce_kind is BounceKind.HARD
+    assert classify(554, "5.7.1 rejected as spam", stage="rcpt").bounce_kind is BounceKind.SOFT
+
+
+def test_a_421_greeting_defers_as_a_connection_failure_with_its_code() -> None:
+    result = classify(421, "4.3.2 Service not available", connection_error="connection")
+    assert (result.outcome, result.category) == (Outcome.DEFERRED, "connection")
