@@ -1,0 +1,1 @@
+"""Chaos tests: faults injected into the real stack's peers and processes."""
