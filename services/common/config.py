@@ -68,6 +68,18 @@ class CassandraSettings(BaseModel):
         return [h.strip() for h in self.hosts.split(",") if h.strip()]
 
 
+class HealthSettings(BaseModel):
+    """The /livez, /readyz and /metrics listener (services/common/health.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "0.0.0.0"  # a pod's probes and Prometheus come from outside it
+    port: int = 8080  # 0: any free port, named in the health_listening log line
+    enabled: bool = True
+    # How often Kafka and Cassandra are probed for /readyz.
+    probe_interval_s: float = 2.0
+
+
 class CommonSettings(BaseSettings):
     """Base of every service's settings: `MAILSTREAM_KAFKA__BOOTSTRAP_SERVERS` and so on."""
 
@@ -77,6 +89,7 @@ class CommonSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     schemas_dir: Path = REPO_ROOT / "schemas"

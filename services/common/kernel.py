@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,13 +15,16 @@ from services.common.avro.serde import RecordSerde
 from services.common.cassandra.session import AsyncSession, connect
 from services.common.clock import Clock, SystemClock
 from services.common.config import CommonSettings
+from services.common.errors import TransientError
+from services.common.health import Health, HealthServer
 from services.common.kafka.producer import AsyncProducer
 from services.common.kafka.runner import Lane, run_lanes
 from services.common.kafka.settings import producer_config
 from services.common.kafka.topics import Topics
-from services.common.logging import configure_logging
-from services.common.retry import with_retries
+from services.common.logging import configure_logging, get_logger
 from services.common.status import StatusEmitter
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -35,19 +39,16 @@ class Kernel:
     cluster: Cluster
 
 
-async def build_kernel(settings: CommonSettings) -> Kernel:
+async def build_kernel(
+    settings: CommonSettings, *, health: Health, stop: asyncio.Event
+) -> Kernel | None:
+    """None when stop was set while waiting for Cassandra."""
     topics = Topics(settings.kafka.topic_prefix, settings.delay_tiers_s)
     serde = RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=settings.schemas_dir)))
-
-    async def connect_cassandra() -> tuple[Cluster, Session]:
-        return await asyncio.to_thread(
-            connect, settings.cassandra, keyspace=settings.cassandra.keyspace
-        )
-
-    # Cassandra may still be starting: retry for about a minute before giving up.
-    cluster, session = await with_retries(
-        "cassandra_connect", connect_cassandra, attempts=12, first_delay_s=1.0, max_delay_s=8.0
-    )
+    connected = await _wait_for_cassandra(settings, health=health, stop=stop)
+    if connected is None:
+        return None
+    cluster, session = connected
     producer = AsyncProducer(config=producer_config(settings.kafka))
     return Kernel(
         settings=settings,
@@ -59,6 +60,42 @@ async def build_kernel(settings: CommonSettings) -> Kernel:
         cassandra=AsyncSession(session=session),
         cluster=cluster,
     )
+
+
+async def _wait_for_cassandra(
+    settings: CommonSettings, *, health: Health, stop: asyncio.Event
+) -> tuple[Cluster, Session] | None:
+    """Nothing is consumed before Cassandra answers, so waiting is safe however long it takes:
+    the service stays up and not ready (a supervisor need not restart it) until it does."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            connected = await asyncio.to_thread(
+                connect, settings.cassandra, keyspace=settings.cassandra.keyspace
+            )
+        except TransientError as exc:
+            health.set("cassandra", False, str(exc))
+            log.warning("cassandra_unavailable", retry_in_s=delay, error=str(exc)[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 8.0)
+            continue
+        health.set("cassandra", True, "connected")
+        return connected
+    return None
+
+
+async def watch_readiness(kernel: Kernel, health: Health, stop: asyncio.Event) -> None:
+    """Probes Kafka (a metadata request) and Cassandra (the driver's view of its hosts)."""
+    interval = kernel.settings.health.probe_interval_s
+    while not stop.is_set():
+        kafka_ok = await asyncio.to_thread(kernel.producer.reachable, min(interval, 5.0))
+        health.set("kafka", kafka_ok, "metadata answered" if kafka_ok else "no broker answers")
+        hosts = kernel.cluster.metadata.all_hosts()
+        up = [h for h in hosts if h.is_up]
+        health.set("cassandra", bool(up), f"{len(up)} of {len(hosts)} hosts up")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 async def run_kernel(kernel: Kernel, lanes: list[Lane], stop: asyncio.Event) -> None:
@@ -86,7 +123,22 @@ def service_main(
     configure_logging(level=settings.log_level, fmt=settings.log_format)
 
     async def main(stop: asyncio.Event) -> None:
-        kernel = await build_kernel(settings)
-        await run_kernel(kernel, lanes_factory(kernel), stop)
+        health = Health(service=name, required=("kafka", "cassandra"))
+        server = HealthServer(health=health, host=settings.health.host, port=settings.health.port)
+        if settings.health.enabled:
+            await server.start()
+        try:
+            kernel = await build_kernel(settings, health=health, stop=stop)
+            if kernel is None:
+                return
+            watcher = asyncio.create_task(watch_readiness(kernel, health, stop))
+            try:
+                await run_kernel(kernel, lanes_factory(kernel), stop)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        finally:
+            await server.close()
 
     run_service(name, main)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,6 +199,31 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def health_port(self) -> int | None:
+        """The port this run of the service listens on for /livez, /readyz and /metrics."""
+        port = None
+        for line in self.log_text().splitlines():
+            if '"health_listening"' in line:
+                port = int(json.loads(line)["port"])  # the latest run's, after a restart
+        return port
+
+    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET from the health listener; (0, b"") when it does not answer."""
+        port = self.health_port()
+        if port is None:
+            return 0, b""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+                return int(r.status), bytes(r.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+        except (OSError, urllib.error.URLError):
+            return 0, b""
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        status, body = self.http_get("/readyz")
+        return status, (json.loads(body) if body else {})
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -296,6 +324,9 @@ def base_env(**overrides: str) -> dict[str, str]:
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             env[key] = value
+    # Many copies of each service run side by side here: each takes a free health port.
+    env["MAILSTREAM_HEALTH__HOST"] = "127.0.0.1"
+    env["MAILSTREAM_HEALTH__PORT"] = "0"
     env.update(overrides)
     return env
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from services.common.errors import DeliveryFailed
 from services.common.kafka.records import Output
@@ -33,6 +33,14 @@ class AsyncProducer:
     def _serve(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(0.05)
+
+    def reachable(self, timeout_s: float) -> bool:
+        """Whether a broker answers a metadata request now (blocking: call off the loop)."""
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
 
     async def produce(self, output: Output) -> None:
         loop = self._loop
