@@ -17,7 +17,7 @@ from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
-from services.sender.deliveries import DeliveryLedger
+from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.egress import Egress, UnknownRoute
 from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
@@ -70,11 +70,15 @@ class SenderHandler:
                 done.set()
 
     async def _deliver(self, task: DeliveryTask) -> list[Output]:
-        if await self._ledger.delivered(
+        done = await self._ledger.delivered(
             tenant_id=task.tenant_id, message_id=task.message_id, recipient=task.recipient
-        ):
-            log.info("already_delivered_skipped")
-            return []
+        )
+        if done is not None:
+            # Sent before, by this process or one that died before its DELIVERED status was
+            # acknowledged: publish that same event again (same attempt, same event_id), never
+            # the mail. Without it such a recipient would never reach a terminal event.
+            log.info("already_delivered_republished", attempt=done.attempt)
+            return [self._delivered_event(task, done)]
         attempt = await self._attempt(task)
         now = self._clock.now_ms()
         number = task.attempt + 1
@@ -92,18 +96,22 @@ class SenderHandler:
             tls_version=attempt.tls_version,
         )
         if verdict.outcome is Outcome.DELIVERED:
+            delivery = Delivery(
+                at_ms=now,
+                attempt=number,
+                mx_host=attempt.mx_host,
+                code=attempt.code,
+                reply=attempt.text,
+                tls_version=attempt.tls_version,
+            )
             await self._ledger.record(
                 tenant_id=task.tenant_id,
                 message_id=task.message_id,
                 recipient=task.recipient,
-                at_ms=now,
-                mx_host=attempt.mx_host,
-                reply=attempt.text,
+                delivery=delivery,
             )
             log.info("delivered", mx_host=attempt.mx_host, attempt=number)
-            return [
-                self._status.for_task(task, EventType.DELIVERED, now, attempt=number, smtp=reply)
-            ]
+            return [self._delivered_event(task, delivery)]
         if verdict.outcome is Outcome.BOUNCED:
             log.info("bounced", code=attempt.code, category=verdict.category)
             assert verdict.bounce_kind is not None
@@ -165,6 +173,22 @@ class SenderHandler:
                 serde=self._serde,
             ),
         ]
+
+    def _delivered_event(self, task: DeliveryTask, delivery: Delivery) -> Output:
+        reply = SmtpReply(
+            code=delivery.code or 250,
+            text=delivery.reply,
+            enhanced_code=enhanced_code(delivery.reply),
+            mx_host=delivery.mx_host,
+            tls_version=delivery.tls_version,
+        )
+        return self._status.for_task(
+            task,
+            EventType.DELIVERED,
+            delivery.at_ms,
+            attempt=delivery.attempt if delivery.attempt is not None else task.attempt + 1,
+            smtp=reply,
+        )
 
     async def _attempt(self, task: DeliveryTask) -> Attempt:
         """Tries the MX hosts in preference order, moving on only when a host gave no reply."""

@@ -1,5 +1,7 @@
 """A redelivered copy of a task that arrives while the first copy is being sent waits for it
-and then finds the delivery in the ledger: one SMTP transaction, not two."""
+and then finds the delivery in the ledger: one SMTP transaction, not two, and the copy
+republishes the very same DELIVERED status (a copy redelivered after a crash between the
+ledger write and that status is how a recipient would otherwise get no terminal event)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 from typing import Any
 
 from services.common.avro.codec import AvroCodec
-from services.common.avro.records import DeliveryTask, MxHost
+from services.common.avro.records import DeliveryTask, EventType, MxHost, StatusUpdate
 from services.common.avro.registry import SchemaRegistry
 from services.common.avro.serde import RecordSerde
 from services.common.clock import SystemClock
@@ -18,6 +20,8 @@ from services.common.priority import Priority
 from services.common.routing import RoutingSettings
 from services.common.schedule import RetryPolicy
 from services.common.status import StatusEmitter
+from services.event_publisher.event_id import event_id
+from services.sender.deliveries import Delivery
 from services.sender.egress import Egress
 from services.sender.handler import SenderHandler
 from services.sender.smtp import Attempt
@@ -26,14 +30,18 @@ from services.sender.tls import TlsPolicy
 
 class Ledger:
     def __init__(self) -> None:
-        self.recorded: set[tuple[str, str, str]] = set()
+        self.recorded: dict[tuple[str, str, str], Delivery] = {}
 
-    async def delivered(self, *, tenant_id: str, message_id: str, recipient: str) -> bool:
-        return (tenant_id, message_id, recipient) in self.recorded
+    async def delivered(
+        self, *, tenant_id: str, message_id: str, recipient: str
+    ) -> Delivery | None:
+        return self.recorded.get((tenant_id, message_id, recipient))
 
-    async def record(self, *, tenant_id: str, message_id: str, recipient: str, **_: Any) -> None:
+    async def record(
+        self, *, tenant_id: str, message_id: str, recipient: str, delivery: Delivery
+    ) -> None:
         await asyncio.sleep(0.01)  # the ledger write takes a while, as Cassandra's does
-        self.recorded.add((tenant_id, message_id, recipient))
+        self.recorded[(tenant_id, message_id, recipient)] = delivery
 
 
 class Pool:
@@ -99,4 +107,11 @@ async def test_a_copy_in_flight_is_sent_once() -> None:
 
     first, copy = await asyncio.gather(handler(inbound(1)), handler(inbound(2)))
     assert pool.sends == 1
-    assert len(first) == 1 and copy == []
+    assert len(first) == 1 and len(copy) == 1
+    sent, again = (serde.decode(StatusUpdate, out[0].value) for out in (first, copy))
+    assert sent.type is EventType.DELIVERED and sent == again
+    assert event_id(sent) == event_id(again)
+
+    # A later redelivery (the sender died before the status was acknowledged) does the same.
+    later = await handler(inbound(3))
+    assert pool.sends == 1 and serde.decode(StatusUpdate, later[0].value) == sent
