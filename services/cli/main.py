@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from services.cli import db, inbox, send, suppressions, templates, tenants, topics, trace
+from services.cli import db, dlq, inbox, send, suppressions, templates, tenants, topics, trace
 from services.common.errors import MailstreamError
 
 
@@ -24,6 +24,7 @@ for command in (
     send.send,
     suppressions.suppressions,
     templates.templates,
+    dlq.dlq,
 ):
     cli.add_command(command)
 

@@ -11,3 +11,6 @@ ORIGINAL_OFFSET = "original.offset"
 # Epoch ms before which a record on a delay topic must not be processed; read by the delay
 # lane without decoding the record.
 DUE_AT = "mailstream.due-at"
+
+# On a record `mailstream dlq replay` republished: "<dlq topic>:<partition>:<offset>".
+REPLAYED_FROM = "mailstream.replayed-from"
