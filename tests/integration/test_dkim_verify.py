@@ -1,8 +1,9 @@
-"""Our DKIM signatures checked by an independent verifier, Perl Mail::DKIM, over real DNS.
+"""Our DKIM signatures checked by independent verifiers over real DNS: Perl Mail::DKIM, and
+Go's emersion/go-msgauth (tests/tools/dkimverify), as well as dkimpy.
 
 Mail::DKIM 1.20230212 (Debian 12's libmail-dkim-perl) has no Ed25519: its Signature.pm knows only
 rsa-sha1 and rsa-sha256 and reports "invalid (unsupported algorithm ed25519-sha256)". So the RSA
-signature must pass there, while the Ed25519 one is checked by dkimpy over the same dnsmasq.
+signature must pass there, and both must pass go-msgauth and dkimpy over the same dnsmasq.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from services.sender import dkim as sender_dkim
 from services.sender.dkim import DkimKey, DkimSigner
-from tests.integration.dkim_dns import Dnsmasq, MailDkimResult, free_port, mail_dkim_verify
+from tests.integration.dkim_dns import (
+    Dnsmasq,
+    MailDkimResult,
+    free_port,
+    go_dkim_verify,
+    mail_dkim_verify,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +103,11 @@ def test_mail_dkim_passes_rsa_and_dkimpy_passes_both(keys: list[DkimKey], dnsmas
     ]
     assert by_algorithm(results) == {"rsa-sha256": "pass", "ed25519-sha256": EXPECTED_ED25519}
     assert dkimpy_over_dns(signed, dnsmasq) == [True, True]
+    go = go_dkim_verify(signed, dns_port=dnsmasq.port)
+    assert [(r.algorithm, r.selector, r.result) for r in go] == [
+        ("rsa-sha256", "rsa2026", "pass"),
+        ("ed25519-sha256", "ed2026", "pass"),
+    ]
 
 
 def test_tampered_body_fails(keys: list[DkimKey], dnsmasq: Dnsmasq) -> None:
@@ -104,6 +116,7 @@ def test_tampered_body_fails(keys: list[DkimKey], dnsmasq: Dnsmasq) -> None:
     results = by_algorithm(mail_dkim_verify(tampered, env=dnsmasq.mail_dkim_env()))
     assert results["rsa-sha256"] == "fail (body has been altered)"
     assert dkimpy_over_dns(tampered, dnsmasq) == [False, False]
+    assert [r.result for r in go_dkim_verify(tampered, dns_port=dnsmasq.port)] == ["fail"] * 2
 
 
 def test_tampered_header_fails(keys: list[DkimKey], dnsmasq: Dnsmasq) -> None:
@@ -112,6 +125,7 @@ def test_tampered_header_fails(keys: list[DkimKey], dnsmasq: Dnsmasq) -> None:
     results = by_algorithm(mail_dkim_verify(tampered, env=dnsmasq.mail_dkim_env()))
     assert results["rsa-sha256"] == "fail (message has been altered)"
     assert dkimpy_over_dns(tampered, dnsmasq) == [False, False]
+    assert [r.result for r in go_dkim_verify(tampered, dns_port=dnsmasq.port)] == ["fail"] * 2
 
 
 @pytest.mark.parametrize(("oversign", "expected"), [(True, "fail"), (False, "pass")])
