@@ -58,6 +58,8 @@ class CassandraSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     ssl_ca_file: str | None = None
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
     # The local datacenter for the driver's load balancing (None: learnt from contact points).
     local_dc: str | None = None
     connect_timeout_s: float = 10.0

@@ -5,6 +5,7 @@ log and every event after the rest of the suite has exercised them."""
 from __future__ import annotations
 
 import base64
+import uuid
 from pathlib import Path
 
 from services.client import EmailClient, Priority
@@ -15,6 +16,7 @@ from tests.integration.harness import (
     TopicCollector,
     send_message,
     until_terminal,
+    wait_until,
 )
 from tests.stack import RELAY_LOGIN
 
@@ -63,3 +65,37 @@ def test_no_secret_in_logs_or_events(
     text = "\n".join(repr(e) for e in everything)
     leaks += [(name, "email.events") for name, secret in secrets.items() if secret in text]
     assert not leaks
+
+
+def test_no_kafka_or_cassandra_credential_in_a_service_log(
+    env: dict[str, str], provisioned: Path, tmp_path: Path
+) -> None:
+    """A service given Kafka SASL and Cassandra credentials (the local brokers accept anyone,
+    so both are passed on and unused) connects, becomes ready and stops, and its log never
+    holds either password."""
+    kafka_secret, cassandra_secret = "kafka-sasl-s3cret-9f2", "cassandra-s3cret-71c"
+    proc = ServiceProcess(
+        module="services.ingest",
+        env=env
+        | {
+            # A prefix of its own: it consumes nothing the session's services should get.
+            "MAILSTREAM_KAFKA__TOPIC_PREFIX": f"creds{uuid.uuid4().hex[:6]}.",
+            "MAILSTREAM_KAFKA__SASL_MECHANISM": "PLAIN",
+            "MAILSTREAM_KAFKA__SASL_USERNAME": "mailstream",
+            "MAILSTREAM_KAFKA__SASL_PASSWORD": kafka_secret,
+            "MAILSTREAM_CASSANDRA__USERNAME": "mailstream",
+            "MAILSTREAM_CASSANDRA__PASSWORD": cassandra_secret,
+            "MAILSTREAM_LOG_LEVEL": "debug",
+        },
+        log_path=tmp_path / "ingest.log",
+    )
+    proc.start()
+    try:
+        wait_until("the service to be ready", lambda: proc.readiness()[0] == 200, 90)
+    finally:
+        code = proc.stop()
+    log = proc.log_text()
+    assert code == 0, log[-2000:]
+    assert "health_listening" in log and "lane_started" in log
+    for secret in (kafka_secret, cassandra_secret):
+        assert secret not in log

@@ -21,7 +21,8 @@ from services.common.retry import with_retries
 TRANSIENT = (NoHostAvailable, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout)
 
 
-def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tuple[Cluster, Session]:
+def cluster_options(settings: CassandraSettings) -> dict[str, Any]:
+    """The driver's Cluster arguments: contact points, auth and TLS from the settings."""
     kwargs: dict[str, Any] = {
         "contact_points": settings.host_list,
         "port": settings.port,
@@ -37,8 +38,16 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tupl
         )
     if settings.ssl_ca_file:
         context = ssl.create_default_context(cafile=settings.ssl_ca_file)
+        # Contact points are often addresses, not names: the CA is what is verified.
+        context.check_hostname = False
+        if settings.ssl_cert_file:  # client certificates (require_client_auth: true)
+            context.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file)
         kwargs["ssl_context"] = context
-    cluster = Cluster(**kwargs)
+    return kwargs
+
+
+def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    cluster = Cluster(**cluster_options(settings))
     try:
         session = cluster.connect(keyspace)
     except TRANSIENT as exc:
