@@ -13,8 +13,19 @@ import nacl.signing
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dkim.canonicalization import CanonicalizationPolicy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.sender.dkim import DkimKey, DkimSigner, load_key, parse_key
+from services.sender.dkim import (
+    DkimKey,
+    DkimSigner,
+    load_key,
+    parse_key,
+    parse_message,
+    relaxed_body,
+    relaxed_headers,
+)
 
 DOMAIN = "mailstream.test"
 MESSAGE = (
@@ -217,3 +228,53 @@ def test_many_signatures_in_a_row(rsa_key: DkimKey, ed_key: DkimKey) -> None:
     signed = [signer.sign(m, domain=DOMAIN) for m in messages]
     assert verify_each(signed[-1], dns_for(rsa_key, ed_key)) == [True, True]
     assert len({s.split(b"\r\n\r\n")[0] for s in signed}) == 200
+
+
+# --- the fast paths are dkimpy's canonicalization, byte for byte ------------------------------
+
+_PIECES = st.sampled_from(
+    [b" ", b"  ", b"\t", b" \t ", b"a", b"word", b"\r\n", b"\r\n\r\n", b"=2E", b".", b"\xc3\xa9",
+     b"\r", b"\n", b":"]
+)  # fmt: skip
+_BODIES = st.lists(_PIECES, max_size=40).map(b"".join)
+_HEADER_LINES = st.lists(
+    st.tuples(
+        st.sampled_from([b"From", b"To", b"Subject", b"X-Tag", b"DKIM-Signature"]),
+        st.lists(st.sampled_from([b" a", b"  b", b"\tc", b"\r\n d", b"\r\n\te", b" "]), max_size=5),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_BODIES)
+def test_relaxed_body_is_dkimpys(body: bytes) -> None:
+    assert relaxed_body(body) == CanonicalizationPolicy.from_c_value(
+        b"relaxed/relaxed"
+    ).canonicalize_body(body)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_HEADER_LINES, _BODIES, st.booleans())
+def test_parse_message_is_dkimpys(
+    headers: list[tuple[bytes, list[bytes]]], body: bytes, separated: bool
+) -> None:
+    head = b"".join(name + b":" + b"".join(parts) + b"\r\n" for name, parts in headers)
+    message = head + (b"\r\n" if separated else b"") + body
+    try:
+        expected = dkim.rfc822_parse(message)
+    except dkim.MessageFormatError:
+        with pytest.raises(dkim.MessageFormatError):
+            parse_message(message)
+        return
+    assert parse_message(message) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(_HEADER_LINES)
+def test_relaxed_headers_are_dkimpys(headers: list[tuple[bytes, list[bytes]]]) -> None:
+    pairs = [[name, b"".join(parts) + b"\r\n"] for name, parts in headers]
+    pairs.append([b"X-Odd ", b" \t\r\n\r \n a\t\tb \r\n"])
+    expected = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_headers(pairs)
+    assert relaxed_headers(pairs) == expected
