@@ -43,6 +43,9 @@ class MxResolver:
         self._resolver.lifetime = settings.timeout_s
         self._max_ttl = settings.max_cache_ttl_s
         self._cache: dict[str, tuple[float, MxRoute | NoRoute]] = {}
+        # Lookups under way, by domain: a burst of mail to one domain (a backlog, a TTL of
+        # 0) waits for one query instead of sending thousands that time out together.
+        self._pending: dict[str, asyncio.Future[MxRoute]] = {}
 
     async def resolve(self, domain: str) -> MxRoute:
         domain = domain.lower().rstrip(".")
@@ -51,6 +54,15 @@ class MxResolver:
             if isinstance(hit[1], NoRoute):
                 raise hit[1]
             return hit[1]
+        pending = self._pending.get(domain)
+        if pending is None:
+            pending = asyncio.ensure_future(self._resolve_and_cache(domain))
+            self._pending[domain] = pending
+            pending.add_done_callback(lambda _done: self._pending.pop(domain, None))
+        # Shielded: one waiter cancelled does not cancel the lookup the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _resolve_and_cache(self, domain: str) -> MxRoute:
         try:
             route, ttl = await self._lookup(domain)
         except NoRoute as exc:
