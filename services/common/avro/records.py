@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -189,6 +191,7 @@ RECORD_TYPES: tuple[type[Any], ...] = (
 
 R = TypeVar("R")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
 
 
 def to_avro(record: Any) -> dict[str, Any]:
@@ -205,32 +208,51 @@ def _to_value(value: Any) -> Any:
 
 
 def from_avro(cls: type[R], data: dict[str, Any]) -> R:
-    hints = typing.get_type_hints(cls)
-    kwargs = {
-        f.name: _from_value(hints[f.name], data[f.name])
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if f.name in data
-    }
+    converters = _converters(cls)  # type: ignore[arg-type]  # classes are hashable
+    kwargs = {name: convert(data[name]) for name, convert in converters if name in data}
     return cls(**kwargs)
 
 
-def _from_value(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+@functools.cache
+def _converters(cls: type[Any]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Each field's converter from what fastavro read, built once per class: resolving the
+    type hints on every decode was a fifth of the event-publisher's time under load."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """None stays None for every type; otherwise the value as the twin's field wants it."""
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _from_value(inner[0], value)
+        return _converter(inner[0])
     if origin is list:
-        (item,) = typing.get_args(hint)
-        return [_from_value(item, v) for v in value]
+        (item_hint,) = typing.get_args(hint)
+        item = _converter(item_hint)
+        if item is _identity:
+            return lambda v: None if v is None else list(v)
+        return lambda v: None if v is None else [None if x is None else item(x) for x in v]
     if origin is dict:
-        return dict(value)
+        return lambda v: None if v is None else dict(v)
     if isinstance(hint, type):
-        if dataclasses.is_dataclass(hint):
-            return from_avro(hint, value)
-        if issubclass(hint, enum.Enum):
-            return hint(value)
-        if hint is int and isinstance(value, dt.datetime):
-            return (value - _EPOCH) // dt.timedelta(milliseconds=1)
-    return value
+        record: type[Any] = hint
+        if dataclasses.is_dataclass(record):
+
+            def nested(v: Any) -> Any:
+                return None if v is None else from_avro(record, v)
+
+            return nested
+        if issubclass(record, enum.Enum):
+
+            def member(v: Any) -> Any:
+                return None if v is None else record(v)
+
+            return member
+        if hint is int:
+            return lambda v: (v - _EPOCH) // _MS if isinstance(v, dt.datetime) else v
+    return _identity
