@@ -1,0 +1,97 @@
+"""Idle latency: one critical request at a time through the idle pipeline; from the moment
+the client publishes it to the moment the MX has the message (250 to end of data), and to
+its DELIVERED event on email.events.
+
+    python -m bench.idle [--requests 200] [--short]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from typing import Any
+
+from bench.arrivals import ArrivalsMx
+from bench.common import ProcessUsage, emit, percentiles, quiet_logs, stack_pids, wait_until
+from bench.pipeline import Pipeline
+from services.common.avro.records import EventType
+from services.common.priority import Priority
+
+SHORT = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--short", action="store_true", help=f"{SHORT} requests")
+    args = parser.parse_args()
+    quiet_logs()
+    count = SHORT if args.short else args.requests
+    tag = f"idle{uuid.uuid4().hex[:6]}"
+    with ArrivalsMx() as mx:
+        pipeline = Pipeline(smtp_port=mx.port)
+        pipeline.provision()
+        pipeline.collect()
+        pipeline.start()
+        try:
+            pipeline.wait_consuming()
+            usage = ProcessUsage(pids=pipeline.pids() | stack_pids())
+            usage.start()
+            to_mx: list[float] = []
+            to_event: list[float] = []
+            with pipeline.client() as client:
+                for i in range(-5, count):  # the first five warm the caches and pools
+                    order = f"probe-{tag}-{i}"
+                    request = pipeline.request(i if i >= 0 else 10_000 + i, tag, order=order)
+                    sent = time.time()
+                    client.send(request, priority=Priority.CRITICAL)
+                    wait_until(order, lambda o=order: o in mx.arrived(), 30, interval=0.002)
+
+                    def delivered(mid: str = request.message_id) -> int | None:
+                        for event, ts in pipeline.collectors["events"].items[::-1]:
+                            if event.message_id == mid and event.type is EventType.DELIVERED:
+                                return ts
+                        return None
+
+                    wait_until("its DELIVERED event", lambda: delivered() is not None, 30, 0.002)
+                    if i >= 0:
+                        to_mx.append(mx.arrived()[order] - sent)
+                        to_event.append((delivered() or 0) / 1000 - sent)
+                    time.sleep(0.05)
+            processes = usage.stop()
+        finally:
+            pipeline.stop()
+    result: dict[str, Any] = {
+        "requests": count,
+        "request_to_mx_s": percentiles(to_mx),
+        "request_to_delivered_event_s": percentiles(to_event),
+        "processes": processes,
+        "goals": {"p50_s": 0.05, "p99_s": 0.2},
+    }
+    stem = emit("idle", result, short=args.short)
+    plot(to_mx, to_event, stem)
+
+
+def plot(to_mx: list[float], to_event: list[float], stem: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for values, label in ((to_mx, "request -> 250 at the MX"), (to_event, "-> DELIVERED event")):
+        ordered = sorted(v * 1000 for v in values)
+        ax.plot(ordered, [i / len(ordered) for i in range(1, len(ordered) + 1)], label=label)
+    ax.axvline(50, color="red", linestyle="--", label="p50 goal")
+    ax.axvline(200, color="red", linestyle=":", label="p99 goal")
+    ax.set_xlabel("milliseconds")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("idle pipeline, one critical request at a time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()
