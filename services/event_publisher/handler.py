@@ -9,6 +9,7 @@ from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
+from services.common.metrics import EVENTS_PUBLISHED
 from services.event_publisher.event_id import event_id
 from services.event_publisher.suppression import SuppressionStore
 from services.event_publisher.timeline import Timeline
@@ -52,6 +53,7 @@ class EventPublisherHandler:
         # Then the suppression list, before the event is out: a crash in between replays both.
         if self._suppressions is not None:
             await self._suppressions.on_event(event)
+        EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
         log.info(
             "event_published",
             message_id=event.message_id,

@@ -15,6 +15,7 @@ from services.common.delay import delayed_output
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
+from services.common.metrics import ACCEPTED_TO_DELIVERED, SMTP_OUTCOMES
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
 from services.sender.deliveries import Delivery, DeliveryLedger
@@ -88,6 +89,8 @@ class SenderHandler:
             connection_error=attempt.connection_error,
             stage=attempt.stage,
         )
+        labels = (verdict.outcome.value, verdict.category, attempt.provider, task.priority.value)
+        SMTP_OUTCOMES.labels(*labels).inc()
         reply = SmtpReply(
             code=attempt.code or 0,
             text=attempt.text,
@@ -111,6 +114,9 @@ class SenderHandler:
                 delivery=delivery,
             )
             log.info("delivered", mx_host=attempt.mx_host, attempt=number)
+            ACCEPTED_TO_DELIVERED.labels(task.priority.value, attempt.provider).observe(
+                max(0, now - task.accepted_at) / 1000
+            )
             return [self._delivered_event(task, delivery)]
         if verdict.outcome is Outcome.BOUNCED:
             log.info("bounced", code=attempt.code, category=verdict.category)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import idna
 from services.common.avro.records import MxHost
 from services.sender.config import SmtpSettings
 from services.sender.egress import ConnectPath, Egress
-from services.sender.shaping import Shaper
+from services.sender.shaping import Destination, Shaper
 from services.sender.slots import PrioritySlots
 from services.sender.tls import TlsPolicy
 
@@ -32,6 +33,7 @@ class Attempt:
     tls_version: str | None = None
     connection_error: str | None = None
     stage: str | None = None  # "mail", "rcpt" or "data"
+    provider: str = ""  # the destination's provider class (shaping), for metrics
 
 
 class TlsUnavailable(Exception):
@@ -74,6 +76,19 @@ class SmtpPool:
     ) -> Attempt:
         """rank orders waiters for a connection slot: 0 (critical) first."""
         destination = self._shaper.destination(host=mx.host, address=mx.address)
+        attempt = await self._send(destination, mx, mail_from, recipient, data, rank, path)
+        return dataclasses.replace(attempt, provider=destination.provider.name)
+
+    async def _send(
+        self,
+        destination: Destination,
+        mx: MxHost,
+        mail_from: str,
+        recipient: str,
+        data: bytes,
+        rank: int,
+        path: ConnectPath,
+    ) -> Attempt:
         slots = self._slots.setdefault(
             destination.key, PrioritySlots(slots=destination.provider.connections)
         )

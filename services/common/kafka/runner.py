@@ -28,6 +28,13 @@ from services.common.kafka.producer import AsyncProducer
 from services.common.kafka.records import DueAt, Handler, Inbound
 from services.common.kafka.settings import consumer_config
 from services.common.logging import get_logger
+from services.common.metrics import (
+    CONSUMED,
+    DEAD_LETTERS,
+    HANDLE_SECONDS,
+    LANE_FAILURES,
+    PRODUCED,
+)
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -167,10 +174,14 @@ class LaneRunner:
             if self._failure is not None:
                 self._room.set()
                 return
+        lane = self._lane.name
+        CONSUMED.labels(lane, inbound.topic).inc()
+        began = time.monotonic()
         try:
             try:
                 outputs = list(await self._lane.handler(inbound))
             except InvalidData as exc:
+                DEAD_LETTERS.labels(lane).inc()
                 log.warning(
                     "dead_lettered",
                     lane=self._lane.name,
@@ -183,7 +194,10 @@ class LaneRunner:
                 outputs = [dead_letter(inbound, exc, topic=self._lane.dlq_topic)]
             for stage in sorted({o.stage for o in outputs}):
                 await self._producer.produce_all([o for o in outputs if o.stage == stage])
+            PRODUCED.labels(lane).inc(len(outputs))
+            HANDLE_SECONDS.labels(lane).observe(time.monotonic() - began)
         except Exception as exc:  # crash without committing; a restart redoes this message
+            LANE_FAILURES.labels(lane).inc()
             if self._failure is None:
                 self._failure = exc
                 log.error(
