@@ -27,6 +27,9 @@ class KafkaSettings(BaseModel):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
+    # The largest record mailstream produces: a delivery task carries the built message,
+    # which the router keeps under max_message_bytes (set on the topics that carry one).
+    max_record_bytes: int = 8 * 1024 * 1024
     # Producer batching: a few ms of linger trades a little latency for far fewer requests.
     linger_ms: int = 2
     # Messages one lane may have in flight (consumed, not yet acknowledged downstream).

@@ -21,6 +21,11 @@ class Tenant:
     return_path_domain: str | None = None
 
 
+# The longest id or name looked up by key: request fields reach these lookups, and Cassandra
+# refuses an empty key or one over 64 KiB (a crash, and a crash loop on the same record).
+MAX_KEY_OCTETS = 256
+
+
 class TenantDirectory:
     def __init__(self, *, session: AsyncSession, ttl_s: float = 10.0) -> None:
         self._session = session
@@ -28,6 +33,8 @@ class TenantDirectory:
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
 
     async def get(self, tenant_id: str) -> Tenant | None:
+        if not tenant_id or len(tenant_id.encode("utf-8", "surrogatepass")) > MAX_KEY_OCTETS:
+            return None  # no such tenant can exist, and Cassandra refuses such a key
         hit = self._cache.get(tenant_id)
         now = time.monotonic()
         if hit is not None and now - hit[0] < self._ttl_s:

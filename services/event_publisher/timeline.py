@@ -23,12 +23,12 @@ _BY_RECIPIENT = (
 _MAX_INDEXED_OCTETS = 1024
 
 
-def indexable(recipient: str | None) -> bool:
-    """Whether `mailstream trace --recipient` can find this recipient: a REJECTED event of an
-    empty or absurdly long address is kept in the message's timeline only."""
-    if not recipient:
+def indexable(key: str | None) -> bool:
+    """Whether a message id or recipient can key a row: a REJECTED event of an empty or
+    absurdly long one is published, but kept out of the tables keyed by it."""
+    if not key:
         return False
-    return len(recipient.encode("utf-8", "surrogatepass")) <= _MAX_INDEXED_OCTETS
+    return len(key.encode("utf-8", "surrogatepass")) <= _MAX_INDEXED_OCTETS
 
 
 class Timeline:
@@ -36,6 +36,10 @@ class Timeline:
         self._session = session
 
     async def record(self, event: EmailEvent) -> None:
+        if not indexable(event.message_id):
+            # A request REJECTED message_id_invalid for an empty or absurd id: its event is
+            # published all the same, but no timeline can be kept under such a key.
+            return
         smtp, bounce = event.smtp, event.bounce
         writes = [
             self._session.execute(

@@ -42,6 +42,9 @@ class RouterOptions(BaseModel):
     # Limits of one template render (each of subject, text and html).
     render_time_limit_ms: int = 200
     render_max_chars: int = 512 * 1024
+    # The largest built message (before DKIM) the router hands on; larger is REJECTED
+    # message_too_large. Kept under kafka.max_record_bytes, which the task must fit in.
+    max_message_bytes: int = 6 * 1024 * 1024
 
 
 class RouterSettings(CommonSettings):

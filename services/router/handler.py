@@ -158,7 +158,9 @@ class AcceptedHandler:
         pacer: Pacer,
         templates: TemplateStore,
         render_limits: RenderLimits,
+        max_message_bytes: int = 6 * 1024 * 1024,
     ) -> None:
+        self._max_message_bytes = max_message_bytes
         self._router = router
         self._tenants = tenants
         self._pacer = pacer
@@ -175,20 +177,7 @@ class AcceptedHandler:
                 content = await self._content(request)
             except RenderError as exc:
                 log.info("render_rejected", reason=exc.reason, detail=str(exc)[:200])
-                now = self._router.clock.now_ms()
-                return [
-                    self._router.status.output(
-                        message_id=request.message_id,
-                        tenant_id=request.tenant_id,
-                        priority=accepted.priority,
-                        type=EventType.REJECTED,
-                        occurred_at=now,
-                        recipient=recipient,
-                        reason=exc.reason,
-                        tags=request.tags,
-                    )
-                    for recipient in accepted.recipients
-                ]
+                return self._reject_all(accepted, exc.reason)
             mime = build_mime(
                 request,
                 subject=content.subject,
@@ -199,6 +188,12 @@ class AcceptedHandler:
                 one_click_unsubscribe=accepted.priority is Priority.BULK
                 and has_https_unsubscribe(request.headers),
             )
+            if len(mime) > self._max_message_bytes:
+                # Encoding grows a request (3x for quoted-printable non-ASCII text, 4/3 for
+                # base64 attachments) and templates grow it more: past the limit no delivery
+                # task could carry it, so every recipient gets its terminal event now.
+                log.info("message_too_large", bytes=len(mime), limit=self._max_message_bytes)
+                return self._reject_all(accepted, reasons.MESSAGE_TOO_LARGE)
             sender_domain = request.from_address.rsplit("@", 1)[1]
             tenant = await self._tenants.get(request.tenant_id)
             rate = _bulk_rate(accepted.priority, tenant)
@@ -225,6 +220,22 @@ class AcceptedHandler:
                     task = await self._pace(task, rate)
                 outputs += await self._router.route(task)
             return outputs
+
+    def _reject_all(self, accepted: AcceptedRequest, reason: str) -> list[Output]:
+        request, now = accepted.request, self._router.clock.now_ms()
+        return [
+            self._router.status.output(
+                message_id=request.message_id,
+                tenant_id=request.tenant_id,
+                priority=accepted.priority,
+                type=EventType.REJECTED,
+                occurred_at=now,
+                recipient=recipient,
+                reason=reason,
+                tags=request.tags,
+            )
+            for recipient in accepted.recipients
+        ]
 
     async def _content(self, request: EmailRequested) -> Rendered:
         """The inline content, or the template rendered with the request's data. Rendering

@@ -10,3 +10,5 @@ DNS_TEMPORARY_FAILURE = "dns_temporary_failure"
 ROUTE_UNAVAILABLE = "route_unavailable"
 # The domain's MTA-STS policy enforces and none of its MX hosts matches the policy.
 MTA_STS_MX_MISMATCH = "mta_sts_mx_mismatch"
+# The built message (templates rendered, attachments encoded) exceeds the router's limit.
+MESSAGE_TOO_LARGE = "message_too_large"

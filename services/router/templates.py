@@ -13,6 +13,7 @@ from typing import Any
 
 from services.common.avro.records import TemplateRef
 from services.common.cassandra.session import AsyncSession
+from services.common.tenants import MAX_KEY_OCTETS
 from services.router.render import (
     TEMPLATE_NOT_FOUND,
     Rendered,
@@ -113,6 +114,14 @@ class TemplateStore:
         self._cache: OrderedDict[_Key, tuple[float, StoredTemplate | None]] = OrderedDict()
 
     async def resolve(self, *, tenant_id: str, ref: TemplateRef) -> StoredTemplate | None:
+        if (
+            any(
+                len(part.encode("utf-8", "surrogatepass")) > MAX_KEY_OCTETS
+                for part in (tenant_id, ref.name, ref.locale or "")
+            )
+            or not ref.name
+        ):
+            return None  # template_not_found: no template has such a key
         key: _Key = (tenant_id, ref.name, ref.version, ref.locale)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > self._now():

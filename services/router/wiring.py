@@ -47,6 +47,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             max_time_ms=settings.router.render_time_limit_ms,
             max_part_chars=settings.router.render_max_chars,
         ),
+        max_message_bytes=settings.router.max_message_bytes,
     )
     lanes = [
         Lane(

@@ -881,6 +881,7 @@ def corpus(
     for out in outcomes.values():
         if out.case.raw is None:
             out.request = builder.request(out.case)
+            out.mid = out.request.message_id  # a case may set its own (from $MID)
         else:
             out.value = builder.raw(out.case)
             out.key = bytes.fromhex(out.case.raw["key_hex"]) if "key_hex" in out.case.raw else None

@@ -32,6 +32,8 @@ def producer_config(s: KafkaSettings) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": s.linger_ms,
         "compression.type": "lz4",
+        # Client-side limit; each topic's max.message.bytes is the broker-side one.
+        "message.max.bytes": s.max_record_bytes + 64 * 1024,
         # Fail loudly instead of retrying forever: an undelivered output crashes the service.
         "delivery.timeout.ms": 120_000,
     }

@@ -75,14 +75,17 @@ class Topics:
         n = settings.partitions
         requests = {"retention.ms": str(settings.requests_retention_ms)}
         internal = {"retention.ms": str(settings.requests_retention_ms)}
+        # Records that carry a built message (quoted-printable and base64 grow a 900 KiB
+        # request to well over the broker's 1 MiB default) get room for the largest one.
+        carrying_mime = internal | {"max.message.bytes": str(settings.max_record_bytes)}
         specs = [TopicSpec(self.requested(p), n, requests) for p in PRIORITIES]
         specs += [TopicSpec(self.route(p), n, internal) for p in PRIORITIES]
-        specs += [TopicSpec(self.deliver(p), n, internal) for p in PRIORITIES]
-        specs += [TopicSpec(self.delay(t), n, internal) for t in self.delay_tiers_s]
+        specs += [TopicSpec(self.deliver(p), n, carrying_mime) for p in PRIORITIES]
+        specs += [TopicSpec(self.delay(t), n, carrying_mime) for t in self.delay_tiers_s]
         specs += [
             TopicSpec(self.status, n, internal),
             TopicSpec(self.events, n, {"retention.ms": str(settings.events_retention_ms)}),
             TopicSpec(self.requests_dlq, 1, requests),
-            TopicSpec(self.internal_dlq, 1, internal),
+            TopicSpec(self.internal_dlq, 1, carrying_mime),
         ]
         return specs
