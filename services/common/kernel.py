@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -132,8 +133,12 @@ def service_main(
             if kernel is None:
                 return
             watcher = asyncio.create_task(watch_readiness(kernel, health, stop))
+            lanes = lanes_factory(kernel)
+            # Everything built so far lives as long as the process: out of the collector's
+            # sight, full collections (which land inside renders and sends) scan far less.
+            gc.freeze()
             try:
-                await run_kernel(kernel, lanes_factory(kernel), stop)
+                await run_kernel(kernel, lanes, stop)
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -72,6 +72,11 @@ class RenderLimitExceeded(Exception):
     """Raised from inside the sandbox; an Exception so Jinja's constant folding skips it."""
 
 
+class RenderTimeExceeded(RenderLimitExceeded):
+    """The CPU budget ran out: the one limit a legitimate template can hit by bad luck (a
+    full garbage collection landing inside its render), so it gets one more try."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Budget:
     # On the rendering thread's own CPU clock (time.thread_time): a render waiting for the GIL
@@ -94,7 +99,7 @@ def _max_chars() -> int:
 def _tick() -> None:
     budget = _BUDGET.get()
     if budget is not None and time.thread_time() > budget.deadline:
-        raise RenderLimitExceeded("render time limit exceeded")
+        raise RenderTimeExceeded("render time limit exceeded")
 
 
 def _check_size(size: int, what: str) -> None:
@@ -360,13 +365,30 @@ def _render_part(source: str, data: dict[str, Any], *, html: bool, budget: _Budg
         if size > budget.max_chars:
             raise RenderLimitExceeded(f"output exceeds {budget.max_chars} characters")
         if time.thread_time() > budget.deadline:
-            raise RenderLimitExceeded("render time limit exceeded")
+            raise RenderTimeExceeded("render time limit exceeded")
         chunks.append(chunk)
     return "".join(chunks)
 
 
 def render(template: TemplateSource, data_json: str | None, *, limits: RenderLimits) -> Rendered:
+    """Renders subject, text and html within the limits. Out of time, it tries once more
+    with a fresh budget: the throughput benchmark saw 4 of 50,000 ordinary receipts run out
+    (a collection of the router's whole heap inside the render), while a hostile template
+    fails again and costs twice the limit."""
     data = parse_data(data_json, template.required)
+    try:
+        return _render_once(template, data, limits=limits)
+    except RenderTimeExceeded:
+        pass
+    try:
+        return _render_once(template, data, limits=limits)
+    except RenderTimeExceeded as exc:
+        raise RenderError(RENDER_FAILED, f"{type(exc).__name__}: {exc}") from None
+
+
+def _render_once(
+    template: TemplateSource, data: dict[str, Any], *, limits: RenderLimits
+) -> Rendered:
     budget = _Budget(time.thread_time() + limits.max_time_ms / 1000, limits.max_part_chars)
     token = _BUDGET.set(budget)
     try:
@@ -381,7 +403,7 @@ def render(template: TemplateSource, data_json: str | None, *, limits: RenderLim
             if template.html is not None
             else None
         )
-    except RenderError:
+    except (RenderError, RenderTimeExceeded):
         raise
     except Exception as exc:  # SecurityError, UndefinedError, limits, anything a template does
         raise RenderError(RENDER_FAILED, f"{type(exc).__name__}: {str(exc)[:300]}") from None

@@ -304,3 +304,30 @@ def test_render_ref_not_found() -> None:
     assert err.value.reason == "template_not_found"
     out = asyncio.run(render_ref(store, "acme", TemplateRef(name="otp"), "{}", LIMITS))
     assert out.subject == "Hi v2"
+
+
+def test_out_of_time_once_is_tried_again_twice_is_render_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import services.router.render as render_module
+
+    real = render_module._render_once
+    calls: list[int] = []
+
+    def unlucky_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise render_module.RenderTimeExceeded("render time limit exceeded")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(render_module, "_render_once", unlucky_once)
+    assert render(template(), '{"code": "1"}', limits=LIMITS).subject == "Your code is 1"
+    assert len(calls) == 2
+
+    def always(*_: Any, **__: Any) -> Any:
+        raise render_module.RenderTimeExceeded("render time limit exceeded")
+
+    monkeypatch.setattr(render_module, "_render_once", always)
+    with pytest.raises(RenderError, match="time limit") as failed:
+        render(template(), '{"code": "1"}', limits=LIMITS)
+    assert failed.value.reason == "render_failed"
