@@ -112,6 +112,15 @@ class Dnsmasq:
             self._process.stdout.close()
 
 
+def _results(stdout: bytes) -> list[MailDkimResult]:
+    """One "algorithm selector result detail" line per signature, as both verifiers print."""
+    results = []
+    for line in stdout.decode().splitlines():
+        algorithm, selector, result, detail = [*line.split(" ", 3), ""][:4]
+        results.append(MailDkimResult(algorithm, selector, result, detail))
+    return results
+
+
 def mail_dkim_verify(message: bytes, *, env: dict[str, str]) -> list[MailDkimResult]:
     done = subprocess.run(
         ["perl", "-e", MAIL_DKIM_VERIFY],
@@ -121,11 +130,7 @@ def mail_dkim_verify(message: bytes, *, env: dict[str, str]) -> list[MailDkimRes
         timeout=60,
         check=True,
     )
-    results = []
-    for line in done.stdout.decode().splitlines():
-        algorithm, selector, result, detail = [*line.split(" ", 3), ""][:4]
-        results.append(MailDkimResult(algorithm, selector, result, detail))
-    return results
+    return _results(done.stdout)
 
 
 GO_VERIFIER_SOURCE = Path(__file__).resolve().parents[1] / "tools" / "dkimverify"
@@ -162,8 +167,4 @@ def go_dkim_verify(message: bytes, *, dns_port: int) -> list[MailDkimResult]:
         timeout=60,
         check=True,
     )
-    results = []
-    for line in done.stdout.decode().splitlines():
-        algorithm, selector, result, detail = [*line.split(" ", 3), ""][:4]
-        results.append(MailDkimResult(algorithm, selector, result, detail))
-    return results
+    return _results(done.stdout)
