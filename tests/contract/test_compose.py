@@ -357,3 +357,16 @@ def test_image_environment_names_real_settings_and_no_secrets() -> None:
 def test_dockerignore_keeps_local_state_out() -> None:
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".state", "**/__pycache__"} <= ignored
+
+
+def test_the_four_services_are_healthy_only_when_ready(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    """Compose's healthcheck asks each service's /readyz on the port its settings serve."""
+    from services.common.config import HealthSettings
+
+    port = HealthSettings().port
+    for deploy_name in SERVICES:
+        check = compose_services[deploy_name].get("healthcheck") or {}
+        probe = " ".join(str(part) for part in check.get("test", []))
+        assert f"127.0.0.1:{port}/readyz" in probe, (deploy_name, probe)
