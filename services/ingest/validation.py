@@ -14,6 +14,9 @@ from services.ingest.headers_policy import header_allowed
 
 MAX_MESSAGE_ID = 128
 MAX_TO = 50
+# The contract bounds To only; Cc and Bcc are bounded too, so one request cannot fan out to
+# thousands of deliveries (each recipient gets its own SMTP transaction and events).
+MAX_RECIPIENTS = 100
 _MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
@@ -57,6 +60,9 @@ def validate(
         return Verdict(reasons.RECIPIENTS_MISSING, "to is empty")
     if len(request.to) > MAX_TO:
         return Verdict(reasons.RECIPIENTS_TOO_MANY, f"{len(request.to)} > {MAX_TO}")
+    total = len(request.to) + len(request.cc) + len(request.bcc)
+    if total > MAX_RECIPIENTS:
+        return Verdict(reasons.RECIPIENTS_TOO_MANY, f"to, cc and bcc: {total} > {MAX_RECIPIENTS}")
     if request.template is None and request.text_body is None and request.html_body is None:
         return Verdict(reasons.CONTENT_MISSING, "no template, text_body or html_body")
     if bulk and not any(k.lower() == "list-unsubscribe" for k in request.headers):

@@ -161,3 +161,12 @@ def test_local_parts_over_64_octets_are_refused() -> None:
     assert normalize_address("a" * 64 + "@example.org") == "a" * 64 + "@example.org"
     assert normalize_address("a" * 65 + "@example.org") is None
     assert normalize_address("é" * 33 + "@example.org") is None  # 66 octets in UTF-8
+
+
+def test_cc_and_bcc_count_towards_a_cap_of_100_recipients() -> None:
+    many = [Recipient(f"r{i}@example.org") for i in range(50)]
+    at_cap = request(to=many, cc=many[:25], bcc=many[25:])
+    assert validate(at_cap, TENANT, encoded_size=10, max_bytes=10**6).rejected_reason is None
+    over = request(to=many, cc=many, bcc=[Recipient("one@example.org")])
+    verdict = validate(over, TENANT, encoded_size=10, max_bytes=10**6)
+    assert verdict.rejected_reason == reasons.RECIPIENTS_TOO_MANY
