@@ -95,6 +95,8 @@ class CommonSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    # The services' event loop: uvloop (libuv) by default, asyncio's own as the fallback.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     schemas_dir: Path = REPO_ROOT / "schemas"

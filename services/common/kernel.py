@@ -146,4 +146,4 @@ def service_main(
         finally:
             await server.close()
 
-    run_service(name, main)
+    run_service(name, main, event_loop=settings.event_loop)

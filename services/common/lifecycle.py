@@ -12,8 +12,11 @@ from services.common.logging import get_logger
 log = get_logger(__name__)
 
 
-def run_service(name: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Runs main(stop) until it returns; exits 1 if it raised, so a supervisor restarts us."""
+def run_service(
+    name: str, main: Callable[[asyncio.Event], Awaitable[None]], *, event_loop: str = "asyncio"
+) -> None:
+    """Runs main(stop) until it returns; exits 1 if it raised, so a supervisor restarts us.
+    event_loop "uvloop" runs it on libuv, which costs less CPU per socket operation."""
 
     async def supervise() -> None:
         stop = asyncio.Event()
@@ -24,7 +27,12 @@ def run_service(name: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> 
         await main(stop)
 
     try:
-        asyncio.run(supervise())
+        if event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(supervise())
+        else:
+            asyncio.run(supervise())
     except Exception as exc:
         log.error("service_crashed", service=name, exc_info=exc)
         sys.exit(1)
