@@ -26,6 +26,7 @@ from tests.integration.harness import (
     REPO,
     ServiceProcess,
     TopicCollector,
+    events_for,
     send_message,
     until_terminal,
     wait_until,
@@ -66,10 +67,38 @@ def _assert_alive(procs: dict[str, ServiceProcess], when: str) -> None:
     assert not dead, f"{when}: services exited: {dead}"
 
 
-def _deliver_one(client: EmailClient, events: TopicCollector, tag: str) -> None:
+def _deliver_one(
+    client: EmailClient, events: TopicCollector, tag: str, procs: dict[str, ServiceProcess]
+) -> None:
     mid = send_message(client, f"{tag}@inbox.mailstream.test")
-    mine = until_terminal(events, mid, timeout=60)
+    try:
+        mine = until_terminal(events, mid, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {_state(procs, events, mid)}") from exc
     assert [e.type for e in mine] == [EventType.ACCEPTED, EventType.DELIVERED], mine
+
+
+def _state(procs: dict[str, ServiceProcess], events: TopicCollector, mid: str) -> str:
+    """What a failed delivery leaves to go on: the message's events so far, and each
+    service's liveness and last lines other than librdkafka's own."""
+    lines = [f"events for {mid}: {[e.type.name for e in events_for(events.items, mid)]}"]
+    for module, proc in procs.items():
+        tail = [ln[:300] for ln in proc.log_text().splitlines() if ln.startswith("{")][-12:]
+        lines.append(f"{module} alive={proc.alive()} last lines:\n  " + "\n  ".join(tail))
+    return "\n".join(lines)
+
+
+def _settle_rebalance(procs: dict[str, ServiceProcess], before: dict[str, int]) -> None:
+    """Ready means the broker answers again. When the outage outlasted the consumers'
+    sessions, each group rebalances next; this waits (up to 60 s) until every lane has been
+    given its partitions again. A short outage may keep the old assignments, with no new
+    log line, so running out of time here is not itself a failure."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        counts = {m: p.count_in_log("partitions_assigned") for m, p in procs.items()}
+        if all(counts[m] >= before[m] + SERVICES[m] for m in procs):
+            return
+        time.sleep(0.5)
 
 
 def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_restart(
@@ -138,9 +167,10 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
                 ),
                 90,
             )
-            _deliver_one(client, events, f"boot-cassandra-{run}")
+            _deliver_one(client, events, f"boot-cassandra-{run}", procs)
 
             # 2. Kafka goes away while they run: readiness follows, nobody exits.
+            assigned = {m: p.count_in_log("partitions_assigned") for m, p in procs.items()}
             _stack("down", "kafka")
             wait_until(
                 "not ready while Kafka is down",
@@ -156,7 +186,8 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
                 f"kafka down while running: ready "
                 f"{time.monotonic() - began:.1f}s after 'stack down/up kafka'"
             )
-            _deliver_one(client, events, f"boot-kafka-{run}")
+            _settle_rebalance(procs, assigned)
+            _deliver_one(client, events, f"boot-kafka-{run}", procs)
 
         # 3. Kafka is down when the services start.
         for proc in procs.values():
@@ -177,7 +208,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
             "'stack up kafka' returned"
         )
         with EmailClient(kafka=boot.kafka) as client:
-            _deliver_one(client, events, f"boot-kafka-start-{run}")
+            _deliver_one(client, events, f"boot-kafka-start-{run}", procs)
         events.stop()
     finally:
         for proc in procs.values():

@@ -263,19 +263,19 @@ class LaneRunner:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((p.topic, p.partition) for p in partitions)
-        log.info(
-            "partitions_assigned",
-            lane=self._lane.name,
-            partitions=[f"{p.topic}[{p.partition}]" for p in partitions],
-        )
+        log.info("partitions_assigned", lane=self._lane.name, partitions=_names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
+        log.info("partitions_revoked", lane=self._lane.name, partitions=_names(partitions))
         if self._failure is None:
             self._commit_now(consumer, tps)
         self._drop(tps)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The group moved on without us (e.g. the session expired while the broker was away):
+        # nothing is committed, the new owner redoes what was in flight.
+        log.warning("partitions_lost", lane=self._lane.name, partitions=_names(partitions))
         self._drop([(p.topic, p.partition) for p in partitions])
 
     def _drop(self, tps: list[TopicPartitionKey]) -> None:
@@ -297,6 +297,10 @@ class LaneRunner:
             await self._call(consumer.close)
         self._executor.shutdown(wait=False)
         log.info("lane_stopped", lane=self._lane.name, failed=self._failure is not None)
+
+
+def _names(partitions: list[TopicPartition]) -> list[str]:
+    return [f"{p.topic}[{p.partition}]" for p in partitions]
 
 
 def _inbound(message: Message) -> Inbound:
