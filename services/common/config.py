@@ -41,6 +41,8 @@ class KafkaSettings(BaseModel):
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     session_timeout_ms: int = 10_000
+    # How often each consumer reports librdkafka statistics (the consumer lag gauges); 0: never.
+    stats_interval_ms: int = 5_000
     # Provisioning defaults for `mailstream topics create`.
     partitions: int = 3
     replication_factor: int = 1

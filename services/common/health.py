@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.logging import get_logger
+from services.common.metrics import READY_CHECK
 
 log = get_logger(__name__)
 _MAX_REQUEST_BYTES = 8192
@@ -35,8 +36,11 @@ class Health:
         self.service = service
         now = time.monotonic()
         self._checks = {name: _Check(False, "not checked yet", now) for name in required}
+        for name in required:
+            READY_CHECK.labels(name).set(0)
 
     def set(self, name: str, ok: bool, detail: str = "") -> None:
+        READY_CHECK.labels(name).set(1 if ok else 0)
         previous = self._checks.get(name)
         if previous is None or previous.ok != ok:
             log.info("readiness_changed", check=name, ok=ok, detail=detail[:200])

@@ -3,7 +3,7 @@ service exports them on its health listener's /metrics."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200)
 
@@ -36,4 +36,36 @@ ACCEPTED_TO_DELIVERED = Histogram(
 )
 EVENTS_PUBLISHED = Counter(
     "mailstream_events_total", "EmailEvents published on email.events", ["type", "priority"]
+)
+CONSUMER_LAG = Gauge(
+    "mailstream_consumer_lag",
+    "Records on an assigned partition after the group's committed offset (librdkafka stats; "
+    "on a delay topic, the tasks waiting for their retry time)",
+    ["lane", "topic", "partition"],
+)
+SMTP_CONNECTIONS = Gauge(
+    "mailstream_smtp_connections",
+    "Open SMTP connections by provider class, busy with a transaction or idle in the pool",
+    ["provider", "state"],
+)
+SMTP_SLOT_WAITERS = Gauge(
+    "mailstream_smtp_slot_waiters",
+    "Sends waiting for a connection slot: the provider class's connection limit is reached",
+    ["provider"],
+)
+SMTP_RATE_WAIT_SECONDS = Histogram(
+    "mailstream_smtp_rate_wait_seconds",
+    "How long a send waited for its provider class's message rate",
+    ["provider"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+SMTP_RATE_LIMITED = Counter(
+    "mailstream_smtp_rate_limited_total",
+    "Sends deferred because the provider class's rate would have made them wait too long",
+    ["provider"],
+)
+READY_CHECK = Gauge(
+    "mailstream_ready_check",
+    "1 while a readiness check holds (Kafka, Cassandra, ...), else 0; /readyz needs all",
+    ["check"],
 )

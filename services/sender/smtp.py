@@ -12,6 +12,12 @@ import aiosmtplib
 import idna
 
 from services.common.avro.records import MxHost
+from services.common.metrics import (
+    SMTP_CONNECTIONS,
+    SMTP_RATE_LIMITED,
+    SMTP_RATE_WAIT_SECONDS,
+    SMTP_SLOT_WAITERS,
+)
 from services.sender.config import SmtpSettings
 from services.sender.egress import ConnectPath, Egress
 from services.sender.shaping import Destination, Shaper
@@ -48,6 +54,7 @@ class _Conn:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
         self.sent = 0
+        self.provider = ""  # the provider class it was opened for, for the gauges
 
 
 class SmtpPool:
@@ -93,39 +100,64 @@ class SmtpPool:
             destination.key, PrioritySlots(slots=destination.provider.connections)
         )
         key = self._pool_key(mx, path)
-        async with slots.slot(rank):
-            # The rate token is taken once a connection slot is ours: slots go to the most
-            # urgent waiter first, so the tokens do too.
-            wait = self._shaper.reserve(destination)
-            if wait > self._settings.max_rate_wait_s:
-                self._shaper.give_back(destination)
-                return Attempt(
-                    mx.host,
-                    None,
-                    f"{destination.provider.name} rate limit",
-                    connection_error="rate_limited",
-                )
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                conn = await self._checkout(mx, path)
-            except TlsUnavailable as exc:
-                return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
-            except RelayAuthFailed as exc:
-                return Attempt(mx.host, None, str(exc)[:500], connection_error="authentication")
-            except aiosmtplib.SMTPResponseException as exc:  # a 421 or 554 greeting, a bad EHLO
-                return Attempt(mx.host, exc.code, exc.message[:500], connection_error="connection")
-            except (aiosmtplib.SMTPException, *_LOST) as exc:
-                return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
-            try:
-                attempt = await self._transaction(conn, mx.host, mail_from, recipient, data)
-            except _LOST as exc:
-                await self._discard(conn)
-                return Attempt(mx.host, None, str(exc)[:500], connection_error="connection_lost")
-            reusable = attempt.code is not None and attempt.code < 421
-            limit = destination.provider.messages_per_connection
-            await self._checkin(key, conn, reusable=reusable and conn.sent < limit)
-            return attempt
+        provider = destination.provider.name
+        waiters = SMTP_SLOT_WAITERS.labels(provider)
+        waiters.inc()
+        try:
+            await slots.acquire(rank)
+        finally:
+            waiters.dec()
+        try:
+            return await self._send_in_slot(destination, mx, mail_from, recipient, data, path, key)
+        finally:
+            slots.release()
+
+    async def _send_in_slot(
+        self,
+        destination: Destination,
+        mx: MxHost,
+        mail_from: str,
+        recipient: str,
+        data: bytes,
+        path: ConnectPath,
+        key: tuple[str, int, str, str],
+    ) -> Attempt:
+        """One connection slot of the destination is ours."""
+        provider = destination.provider.name
+        # The rate token is taken once a connection slot is ours: slots go to the most
+        # urgent waiter first, so the tokens do too.
+        wait = self._shaper.reserve(destination)
+        if wait > self._settings.max_rate_wait_s:
+            self._shaper.give_back(destination)
+            SMTP_RATE_LIMITED.labels(provider).inc()
+            return Attempt(
+                mx.host,
+                None,
+                f"{provider} rate limit",
+                connection_error="rate_limited",
+            )
+        SMTP_RATE_WAIT_SECONDS.labels(provider).observe(max(wait, 0.0))
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            conn = await self._checkout(mx, path, provider)
+        except TlsUnavailable as exc:
+            return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
+        except RelayAuthFailed as exc:
+            return Attempt(mx.host, None, str(exc)[:500], connection_error="authentication")
+        except aiosmtplib.SMTPResponseException as exc:  # a 421 or 554 greeting, a bad EHLO
+            return Attempt(mx.host, exc.code, exc.message[:500], connection_error="connection")
+        except (aiosmtplib.SMTPException, *_LOST) as exc:
+            return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
+        try:
+            attempt = await self._transaction(conn, mx.host, mail_from, recipient, data)
+        except _LOST as exc:
+            await self._discard(conn)
+            return Attempt(mx.host, None, str(exc)[:500], connection_error="connection_lost")
+        reusable = attempt.code is not None and attempt.code < 421
+        limit = destination.provider.messages_per_connection
+        await self._checkin(key, conn, reusable=reusable and conn.sent < limit)
+        return attempt
 
     async def _transaction(
         self, conn: _Conn, host: str, mail_from: str, recipient: str, data: bytes
@@ -161,12 +193,21 @@ class SmtpPool:
         conn.sent += 1
         return Attempt(host, response.code, response.message, tls)
 
-    async def _checkout(self, mx: MxHost, path: ConnectPath) -> _Conn:
+    async def _checkout(self, mx: MxHost, path: ConnectPath, provider: str) -> _Conn:
         idle = self._idle.setdefault(self._pool_key(mx, path), [])
         while idle:
             conn = idle.pop()
+            SMTP_CONNECTIONS.labels(conn.provider, "idle").dec()
             if conn.client.is_connected:
+                SMTP_CONNECTIONS.labels(conn.provider, "busy").inc()
                 return conn
+            conn.client.close()
+        conn = await self._open(mx, path)
+        conn.provider = provider
+        SMTP_CONNECTIONS.labels(provider, "busy").inc()
+        return conn
+
+    async def _open(self, mx: MxHost, path: ConnectPath) -> _Conn:
         if path.tls == "required":
             conn = await self._connect(mx, path, context=self._tls.verifying_context)
         elif path.tls == "none":
@@ -231,11 +272,14 @@ class SmtpPool:
         self, key: tuple[str, int, str, str], conn: _Conn, *, reusable: bool
     ) -> None:
         if reusable and conn.client.is_connected:
+            SMTP_CONNECTIONS.labels(conn.provider, "busy").dec()
+            SMTP_CONNECTIONS.labels(conn.provider, "idle").inc()
             self._idle.setdefault(key, []).append(conn)
         else:
             await self._discard(conn)
 
-    async def _discard(self, conn: _Conn) -> None:
+    async def _discard(self, conn: _Conn, *, state: str = "busy") -> None:
+        SMTP_CONNECTIONS.labels(conn.provider, state).dec()
         with contextlib.suppress(Exception):
             if conn.client.is_connected:
                 await conn.client.quit()
@@ -244,7 +288,7 @@ class SmtpPool:
     async def close(self) -> None:
         for conns in self._idle.values():
             for conn in conns:
-                await self._discard(conn)
+                await self._discard(conn, state="idle")
         self._idle.clear()
 
 

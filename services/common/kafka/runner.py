@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from services.common.kafka.settings import consumer_config
 from services.common.logging import get_logger
 from services.common.metrics import (
     CONSUMED,
+    CONSUMER_LAG,
     DEAD_LETTERS,
     HANDLE_SECONDS,
     LANE_FAILURES,
@@ -83,6 +85,7 @@ class LaneRunner:
         self._failure: BaseException | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"consumer-{lane.name}")
         self._consumer: Consumer | None = None
+        self._lag_labels: set[tuple[str, str]] = set()  # (topic, partition) with a lag gauge
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Every consumer call runs on the lane's own thread: librdkafka consumers are not
@@ -92,6 +95,9 @@ class LaneRunner:
 
     def _make_consumer(self) -> Consumer:
         conf = consumer_config(self._settings, group_id=self._lane.group_id)
+        if self._settings.stats_interval_ms > 0:
+            conf |= {"statistics.interval.ms": self._settings.stats_interval_ms}
+            conf["stats_cb"] = self._on_stats
         consumer = Consumer(conf)
         consumer.subscribe(
             self._lane.topics,
@@ -260,6 +266,26 @@ class LaneRunner:
             return
         for tp in changed:
             self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics (on the consumer thread, from inside consume): the lag of
+        each assigned partition behind the group's committed offset."""
+        try:
+            topics = json.loads(stats_json).get("topics", {})
+        except ValueError:
+            return
+        seen: set[tuple[str, str]] = set()
+        for topic, info in topics.items():
+            for partition, p in info.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if (topic, int(partition)) not in self._assigned or lag < 0:
+                    continue
+                CONSUMER_LAG.labels(self._lane.name, topic, partition).set(lag)
+                seen.add((topic, partition))
+        for gone in self._lag_labels - seen:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self._lane.name, *gone)
+        self._lag_labels = seen
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((p.topic, p.partition) for p in partitions)
