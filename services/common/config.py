@@ -41,8 +41,10 @@ class KafkaSettings(BaseModel):
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     session_timeout_ms: int = 10_000
-    # How often each consumer reports librdkafka statistics (the consumer lag gauges); 0: never.
-    stats_interval_ms: int = 5_000
+    # How often consumers refresh topic metadata (see consumer_config).
+    metadata_refresh_ms: int = 10_000
+    # How often each lane updates its consumer lag gauges.
+    lag_interval_s: float = 5.0
     # Provisioning defaults for `mailstream topics create`.
     partitions: int = 3
     replication_factor: int = 1

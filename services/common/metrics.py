@@ -39,8 +39,8 @@ EVENTS_PUBLISHED = Counter(
 )
 CONSUMER_LAG = Gauge(
     "mailstream_consumer_lag",
-    "Records on an assigned partition after the group's committed offset (librdkafka stats; "
-    "on a delay topic, the tasks waiting for their retry time)",
+    "Records on an assigned partition after the group's committed offset (on a delay topic, "
+    "the tasks waiting for their retry time)",
     ["lane", "topic", "partition"],
 )
 SMTP_CONNECTIONS = Gauge(

@@ -38,12 +38,13 @@ DOWN_FOR_S = 15  # long enough for several failed connection attempts by every s
 
 
 def _stack(*args: str) -> None:
-    subprocess.run(
+    done = subprocess.run(
         [str(REPO / "deploy" / "local" / "stack"), *args],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=600,
     )
+    assert done.returncode == 0, f"stack {' '.join(args)}: {done.stdout[-800:]}{done.stderr[-800:]}"
 
 
 def _all_ready(procs: dict[str, ServiceProcess]) -> bool:

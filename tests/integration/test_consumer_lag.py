@@ -53,7 +53,7 @@ async def test_lag_gauge_shows_the_backlog_then_zero(settings: CommonSettings) -
         handled.append(inbound.offset)
         return []
 
-    kafka = settings.kafka.model_copy(update={"stats_interval_ms": 500, "commit_interval_s": 0.2})
+    kafka = settings.kafka.model_copy(update={"lag_interval_s": 0.3, "commit_interval_s": 0.2})
     lane = Lane(
         name=lane_name,
         group_id=f"lag-{run}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +85,9 @@ class LaneRunner:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"consumer-{lane.name}")
         self._consumer: Consumer | None = None
         self._lag_labels: set[tuple[str, str]] = set()  # (topic, partition) with a lag gauge
+        # The first offset fetched per partition since it was assigned: the group's committed
+        # offset then, until this lane commits one of its own.
+        self._first_seen: dict[TopicPartitionKey, int] = {}
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Every consumer call runs on the lane's own thread: librdkafka consumers are not
@@ -95,9 +97,6 @@ class LaneRunner:
 
     def _make_consumer(self) -> Consumer:
         conf = consumer_config(self._settings, group_id=self._lane.group_id)
-        if self._settings.stats_interval_ms > 0:
-            conf |= {"statistics.interval.ms": self._settings.stats_interval_ms}
-            conf["stats_cb"] = self._on_stats
         consumer = Consumer(conf)
         consumer.subscribe(
             self._lane.topics,
@@ -120,8 +119,11 @@ class LaneRunner:
     async def _consume_until_stopped(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        last_commit = time.monotonic()
+        last_commit = last_lag = time.monotonic()
         while not self._stop.is_set() and self._failure is None:
+            if time.monotonic() - last_lag >= self._settings.lag_interval_s:
+                await self._call(self._measure_lag, consumer)
+                last_lag = time.monotonic()
             await self._resume_due()
             room = self._max_in_flight - len(self._tasks)
             if room <= 0:
@@ -147,6 +149,7 @@ class LaneRunner:
                 continue
             inbound = _inbound(message)
             tp = (inbound.topic, inbound.partition)
+            self._first_seen.setdefault(tp, inbound.offset)
             if tp in self._paused:
                 continue  # fetched before the pause; re-read from the paused offset later
             due = self._lane.due_at(inbound) if self._lane.due_at else None
@@ -267,21 +270,28 @@ class LaneRunner:
         for tp in changed:
             self._committed[(tp.topic, tp.partition)] = tp.offset
 
-    def _on_stats(self, stats_json: str) -> None:
-        """librdkafka's statistics (on the consumer thread, from inside consume): the lag of
-        each assigned partition behind the group's committed offset."""
-        try:
-            topics = json.loads(stats_json).get("topics", {})
-        except ValueError:
-            return
+    def _measure_lag(self, consumer: Consumer) -> None:
+        """On the consumer thread: each held partition's records after the group's committed
+        offset, from the high watermark of the latest fetch (no request to the broker).
+        librdkafka's statistics would give the same, but a consumer with statistics on that
+        starts while the broker is down can fail to join its group once the broker is back."""
         seen: set[tuple[str, str]] = set()
-        for topic, info in topics.items():
-            for partition, p in info.get("partitions", {}).items():
-                lag = p.get("consumer_lag", -1)
-                if (topic, int(partition)) not in self._assigned or lag < 0:
-                    continue
-                CONSUMER_LAG.labels(self._lane.name, topic, partition).set(lag)
-                seen.add((topic, partition))
+        for topic, partition in self._assigned:
+            tp = (topic, partition)
+            base = self._committed.get(tp, self._first_seen.get(tp))
+            if base is None:
+                continue  # nothing fetched or committed yet: the next round knows more
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high < 0:
+                continue
+            labels = (topic, str(partition))
+            CONSUMER_LAG.labels(self._lane.name, *labels).set(max(0, high - base))
+            seen.add(labels)
         for gone in self._lag_labels - seen:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self._lane.name, *gone)
@@ -310,6 +320,7 @@ class LaneRunner:
             self._assigned.discard(tp)
             self._paused.pop(tp, None)
             self._committed.pop(tp, None)
+            self._first_seen.pop(tp, None)
 
     async def _shutdown(self) -> None:
         consumer = self._consumer

@@ -48,6 +48,11 @@ def consumer_config(s: KafkaSettings, *, group_id: str) -> dict[str, Any]:
         "session.timeout.ms": s.session_timeout_ms,
         "fetch.wait.max.ms": 50,
         "enable.partition.eof": False,
+        # librdkafka 2.16 can lose the metadata request a group join waits for (when the
+        # bootstrap connection is replaced by the broker's own just then, as on a start while
+        # the broker is down); the join then waits for the next periodic refresh, 5 min by
+        # default. A short interval bounds that wait.
+        "topic.metadata.refresh.interval.ms": s.metadata_refresh_ms,
     }
 
 
