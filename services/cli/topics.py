@@ -19,12 +19,15 @@ def topics() -> None:
     pass
 
 
-@topics.command(help="Create every missing topic (partitions/retention from settings).")
+@topics.command(
+    help="Create every missing topic (partitions, retention and record size from settings) and "
+    "set the retention and record size of existing ones where they differ."
+)
 def create() -> None:
     settings = load()
     result = create_topics(settings.kafka, topics_of(settings))
     for name, state in sorted(result.items()):
-        click.echo(f"{state:8} {name}")
+        click.echo(f"{state.split()[0]:8} {name}{state[len(state.split()[0]) :]}")
 
 
 @topics.command(help="Show each topic and its partition count.")
