@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from services.cli.output import table
 from services.cli.settings import load
 from services.common.cassandra.migrations import migrate as apply_migrations
 from services.common.cassandra.migrations import status as migration_status
@@ -37,5 +38,4 @@ def status() -> None:
         rows = migration_status(session, settings)
     finally:
         cluster.shutdown()
-    for migration, done in rows:
-        click.echo(f"{'applied' if done else 'pending':8} {migration.name}")
+    table(["STATE", "MIGRATION"], [("applied" if d else "pending", m.name) for m, d in rows])

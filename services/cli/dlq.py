@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from confluent_kafka import KafkaException, Producer
 
+from services.cli.output import progress, table
 from services.cli.settings import load
 from services.common.errors import MailstreamError
 from services.common.kafka import headers
@@ -41,17 +42,16 @@ def dlq() -> None:
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 def list_(limit: int) -> None:
     topic, letters = _letters(limit)
-    click.echo(f"{'PARTITION:OFFSET':18} {'FROM':44} {'BYTES':>7}  ERROR")
+    shown = []
     for letter in letters:
         origin = ":".join(
             _header(letter, h)
             for h in (headers.ORIGINAL_TOPIC, headers.ORIGINAL_PARTITION, headers.ORIGINAL_OFFSET)
         )
         error = f"{_header(letter, headers.ERROR_CLASS)}: {_header(letter, headers.ERROR_MESSAGE)}"
-        click.echo(
-            f"{letter.partition}:{letter.offset:<16} {origin:44} {len(letter.value):>7}  "
-            f"{error[:200]}"
-        )
+        where = f"{letter.partition}:{letter.offset}"
+        shown.append((where, origin, len(letter.value), error[:200]))
+    table(["PARTITION:OFFSET", "FROM", "BYTES", "ERROR"], shown, right=["BYTES"])
     click.echo(f"{len(letters)} dead letters in {topic}")
 
 
@@ -85,7 +85,7 @@ def replay(offsets: tuple[str, ...], everything: bool, dry_run: bool) -> None:
     settings = load()
     producer = None if dry_run else Producer(producer_config(settings.kafka))
     failures: list[str] = []
-    for letter in chosen:
+    for letter in progress(chosen, "replaying" if producer else "checking"):
         target = _header(letter, headers.ORIGINAL_TOPIC)
         if not target:
             raise DlqError(f"{letter.partition}:{letter.offset} has no {headers.ORIGINAL_TOPIC}")

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from services.cli.output import table
 from services.common.config import REPO_ROOT
 
 DEFAULT_DIR = REPO_ROOT / ".state" / "inbox"
@@ -88,10 +89,12 @@ def serve(host: str, port: int, folder: Path) -> None:
 @inbox.command(name="list", help="List received messages.")
 @click.option("--dir", "folder", default=DEFAULT_DIR, type=click.Path(path_type=Path))
 def list_messages(folder: Path) -> None:
+    shown = []
     for path, meta in _messages(folder):
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         when = time.strftime("%H:%M:%S", time.localtime(meta["received_at"]))
-        click.echo(f"{path.stem}  {when}  {','.join(meta['rcpt_tos']):30} {msg['Subject']}")
+        shown.append((path.stem, when, ",".join(meta["rcpt_tos"]), msg["Subject"]))
+    table(["N", "RECEIVED", "TO", "SUBJECT"], shown)
 
 
 @inbox.command(help="Print one received message (default: the latest).")

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from cassandra.cluster import Session
 
+from services.cli.output import table
 from services.cli.settings import load
 from services.common.cassandra.session import connect, ms_from_cql
 
@@ -63,14 +64,12 @@ def list_(tenant: str, limit: int) -> None:
         click.echo(f"no suppressions for tenant {tenant}")
         return
     now_ms = time.time_ns() // 1_000_000
-    width = max(len("ADDRESS"), *(len(r.address) for r in rows))
-    click.echo(f"{'ADDRESS':{width}}  {'REASON':18} {'CREATED':19}  {'EXPIRES':19}  STATE")
+    shown = []
     for r in rows:
         lapsed = r.expires_at is not None and ms_from_cql(r.expires_at) <= now_ms
-        click.echo(
-            f"{r.address:{width}}  {(r.reason or '-'):18} {_fmt(r.created_at):19}  "
-            f"{_fmt(r.expires_at):19}  {'expired' if lapsed else 'active'}"
-        )
+        state = "expired" if lapsed else "active"
+        shown.append((r.address, r.reason, _fmt(r.created_at), _fmt(r.expires_at), state))
+    table(["ADDRESS", "REASON", "CREATED", "EXPIRES", "STATE"], shown)
 
 
 @suppressions.command(help="Suppress an address for the tenant (replaces any entry).")

@@ -13,6 +13,7 @@ import yaml
 from cassandra.cluster import Session
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.cli.output import table
 from services.cli.settings import load
 from services.common.avro.records import TemplateRef
 from services.common.cassandra.session import AsyncSession, connect
@@ -227,14 +228,13 @@ def list_templates(tenant: str | None) -> None:
             ),
             key=lambda r: (r.tenant_id, r.name),
         )
-        click.echo(f"{'TENANT':16} {'NAME':24} {'LOCALE':8} {'LATEST':>6}  DEFAULT")
+        shown = []
         for head in heads:
             _, stored = _current(session, head.tenant_id, head.name)
             for locale in sorted(stored):
-                click.echo(
-                    f"{head.tenant_id:16} {head.name:24} {locale:8} "
-                    f"{'v' + str(stored[locale][0]):>6}  {head.default_locale}"
-                )
+                latest = f"v{stored[locale][0]}"
+                shown.append((head.tenant_id, head.name, locale, latest, head.default_locale))
+        table(["TENANT", "NAME", "LOCALE", "LATEST", "DEFAULT"], shown, right=["LATEST"])
     finally:
         cluster.shutdown()
 

@@ -9,6 +9,7 @@ import click
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.cli.output import table
 from services.cli.settings import load
 from services.common.cassandra.session import connect
 from services.common.errors import ConfigError
@@ -107,7 +108,8 @@ def list_tenants() -> None:
     settings = load().cassandra
     cluster, session = connect(settings, keyspace=settings.keyspace)
     try:
-        for row in session.execute("SELECT tenant_id, sender_domains FROM tenants"):
-            click.echo(f"{row.tenant_id:20} {', '.join(sorted(row.sender_domains or []))}")
+        rows = session.execute("SELECT tenant_id, sender_domains FROM tenants")
+        shown = sorted((r.tenant_id, ", ".join(sorted(r.sender_domains or []))) for r in rows)
+        table(["TENANT", "SENDER DOMAINS"], shown)
     finally:
         cluster.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from services.cli.output import table
 from services.cli.settings import load
 from services.common.config import CommonSettings
 from services.common.kafka.admin import create_topics, describe_topics
@@ -26,17 +27,21 @@ def topics() -> None:
 def create() -> None:
     settings = load()
     result = create_topics(settings.kafka, topics_of(settings))
+    rows = []
     for name, state in sorted(result.items()):
-        click.echo(f"{state.split()[0]:8} {name}{state[len(state.split()[0]) :]}")
+        verb, _, keys = state.partition(" ")
+        rows.append((verb, name, keys))
+    table(["STATE", "TOPIC", "CONFIGS SET"], rows)
 
 
-@topics.command(help="Show each topic and its partition count.")
+@topics.command(help="Show each topic and its partition count (exit 1 if any is missing).")
 def describe() -> None:
-    missing = 0
     settings = load()
-    for state in describe_topics(settings.kafka, topics_of(settings)):
-        shown = "missing" if state.partitions is None else f"{state.partitions} partitions"
-        missing += state.partitions is None
-        click.echo(f"{state.name:45} {shown}")
-    if missing:
+    states = describe_topics(settings.kafka, topics_of(settings))
+    table(
+        ["TOPIC", "PARTITIONS"],
+        [(s.name, "missing" if s.partitions is None else s.partitions) for s in states],
+        right=["PARTITIONS"],
+    )
+    if any(s.partitions is None for s in states):
         raise SystemExit(1)

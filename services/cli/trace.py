@@ -9,6 +9,7 @@ from typing import Any
 import click
 from cassandra.cluster import Session
 
+from services.cli.output import table
 from services.cli.settings import load
 from services.common.cassandra.session import connect
 
@@ -46,10 +47,10 @@ def trace(
                 " WHERE recipient = %s LIMIT 100",
                 (recipient.lower(),),
             )
-            for row in rows:
-                click.echo(
-                    f"{_fmt(row.occurred_at)}  {row.type:10} {row.tenant_id:12} {row.message_id}"
-                )
+            table(
+                ["OCCURRED", "TYPE", "TENANT", "MESSAGE"],
+                [(_fmt(r.occurred_at), r.type, r.tenant_id, r.message_id) for r in rows],
+            )
             return
         assert message_id is not None
         deadline = time.monotonic() + timeout
@@ -68,6 +69,7 @@ def trace(
 
 
 def _print(rows: list[Any]) -> None:
+    shown = []
     for r in rows:
         smtp = f"{r.smtp_code} {r.smtp_text or ''}".strip() if r.smtp_code else ""
         detail = " ".join(
@@ -80,7 +82,5 @@ def _print(rows: list[Any]) -> None:
             )
             if x
         )
-        click.echo(
-            f"{_fmt(r.occurred_at)}  {r.type:10} {r.priority:13} "
-            f"{r.recipient or '-':30} attempt={r.attempt} {detail}"
-        )
+        shown.append((_fmt(r.occurred_at), r.type, r.priority, r.recipient, r.attempt, detail))
+    table(["OCCURRED", "TYPE", "PRIORITY", "RECIPIENT", "ATTEMPT", "DETAIL"], shown)
