@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -96,68 +97,60 @@ class SmtpPool:
         rank: int,
         path: ConnectPath,
     ) -> Attempt:
+        key = self._pool_key(mx, path)
+        provider = destination.provider.name
+        async with self._slot(destination, rank):
+            # The rate token is taken once a connection slot is ours: slots go to the most
+            # urgent waiter first, so the tokens do too.
+            wait = self._shaper.reserve(destination)
+            if wait > self._settings.max_rate_wait_s:
+                self._shaper.give_back(destination)
+                SMTP_RATE_LIMITED.labels(provider).inc()
+                return Attempt(
+                    mx.host,
+                    None,
+                    f"{provider} rate limit",
+                    connection_error="rate_limited",
+                )
+            SMTP_RATE_WAIT_SECONDS.labels(provider).observe(max(wait, 0.0))
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                conn = await self._checkout(mx, path, provider)
+            except TlsUnavailable as exc:
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
+            except RelayAuthFailed as exc:
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="authentication")
+            except aiosmtplib.SMTPResponseException as exc:  # a 421 or 554 greeting, a bad EHLO
+                return Attempt(mx.host, exc.code, exc.message[:500], connection_error="connection")
+            except (aiosmtplib.SMTPException, *_LOST) as exc:
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
+            try:
+                attempt = await self._transaction(conn, mx.host, mail_from, recipient, data)
+            except _LOST as exc:
+                await self._discard(conn)
+                return Attempt(mx.host, None, str(exc)[:500], connection_error="connection_lost")
+            reusable = attempt.code is not None and attempt.code < 421
+            limit = destination.provider.messages_per_connection
+            await self._checkin(key, conn, reusable=reusable and conn.sent < limit)
+            return attempt
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, destination: Destination, rank: int) -> AsyncIterator[None]:
+        """One of the destination's connection slots, counted while waited for."""
         slots = self._slots.setdefault(
             destination.key, PrioritySlots(slots=destination.provider.connections)
         )
-        key = self._pool_key(mx, path)
-        provider = destination.provider.name
-        waiters = SMTP_SLOT_WAITERS.labels(provider)
+        waiters = SMTP_SLOT_WAITERS.labels(destination.provider.name)
         waiters.inc()
         try:
             await slots.acquire(rank)
         finally:
             waiters.dec()
         try:
-            return await self._send_in_slot(destination, mx, mail_from, recipient, data, path, key)
+            yield
         finally:
             slots.release()
-
-    async def _send_in_slot(
-        self,
-        destination: Destination,
-        mx: MxHost,
-        mail_from: str,
-        recipient: str,
-        data: bytes,
-        path: ConnectPath,
-        key: tuple[str, int, str, str],
-    ) -> Attempt:
-        """One connection slot of the destination is ours."""
-        provider = destination.provider.name
-        # The rate token is taken once a connection slot is ours: slots go to the most
-        # urgent waiter first, so the tokens do too.
-        wait = self._shaper.reserve(destination)
-        if wait > self._settings.max_rate_wait_s:
-            self._shaper.give_back(destination)
-            SMTP_RATE_LIMITED.labels(provider).inc()
-            return Attempt(
-                mx.host,
-                None,
-                f"{provider} rate limit",
-                connection_error="rate_limited",
-            )
-        SMTP_RATE_WAIT_SECONDS.labels(provider).observe(max(wait, 0.0))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        try:
-            conn = await self._checkout(mx, path, provider)
-        except TlsUnavailable as exc:
-            return Attempt(mx.host, None, str(exc)[:500], connection_error="tls")
-        except RelayAuthFailed as exc:
-            return Attempt(mx.host, None, str(exc)[:500], connection_error="authentication")
-        except aiosmtplib.SMTPResponseException as exc:  # a 421 or 554 greeting, a bad EHLO
-            return Attempt(mx.host, exc.code, exc.message[:500], connection_error="connection")
-        except (aiosmtplib.SMTPException, *_LOST) as exc:
-            return Attempt(mx.host, None, str(exc)[:500], connection_error="connection")
-        try:
-            attempt = await self._transaction(conn, mx.host, mail_from, recipient, data)
-        except _LOST as exc:
-            await self._discard(conn)
-            return Attempt(mx.host, None, str(exc)[:500], connection_error="connection_lost")
-        reusable = attempt.code is not None and attempt.code < 421
-        limit = destination.provider.messages_per_connection
-        await self._checkin(key, conn, reusable=reusable and conn.sent < limit)
-        return attempt
 
     async def _transaction(
         self, conn: _Conn, host: str, mail_from: str, recipient: str, data: bytes
