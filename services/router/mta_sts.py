@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import h11
 
 from services.common.logging import get_logger
+from services.common.single_flight import SingleFlight
 from services.router.config import MtaStsSettings
 from services.router.mx import DnsTemporaryFailure
 
@@ -218,7 +219,7 @@ class MtaStsResolver:
         self._ids: dict[str, tuple[float, str | None]] = {}
         # domain -> (expires at, policy)
         self._policies: dict[str, tuple[float, StsPolicy]] = {}
-        self._in_flight: dict[str, asyncio.Task[StsPolicy | None]] = {}
+        self._in_flight: SingleFlight[str, StsPolicy | None] = SingleFlight()
         # domain -> (until, TXT id) of a fetch that failed: not retried before then.
         self._failed: dict[str, tuple[float, str]] = {}
 
@@ -227,22 +228,13 @@ class MtaStsResolver:
         if not self._settings.enabled:
             return None
         domain = domain.lower().rstrip(".")
-        task = self._in_flight.get(domain)
-        if task is None:
+        if not self._in_flight.under_way(domain):
             hit = self._ids.get(domain)
             if hit is not None and hit[0] > self._clock():
                 cached = self._cached(domain)
                 if hit[1] is None or (cached is not None and cached.policy_id == hit[1]):
                     return cached  # the cached TXT record settles it, as for most calls
-            task = asyncio.create_task(self._resolve(domain))
-            self._in_flight[domain] = task
-            task.add_done_callback(functools.partial(self._landed, domain))
-        # Shielded: one caller cancelled must not cancel the lookup the others wait on.
-        return await asyncio.shield(task)
-
-    def _landed(self, domain: str, task: asyncio.Task[StsPolicy | None]) -> None:
-        if self._in_flight.get(domain) is task:
-            del self._in_flight[domain]
+        return await self._in_flight.run(domain, lambda: self._resolve(domain))
 
     def _cached(self, domain: str) -> StsPolicy | None:
         hit = self._policies.get(domain)

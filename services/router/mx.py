@@ -12,6 +12,7 @@ import dns.rdatatype
 import dns.resolver
 
 from services.common.avro.records import MxHost
+from services.common.single_flight import SingleFlight
 from services.router.config import DnsSettings
 
 
@@ -44,8 +45,8 @@ class MxResolver:
         self._max_ttl = settings.max_cache_ttl_s
         self._cache: dict[str, tuple[float, MxRoute | NoRoute]] = {}
         # Lookups under way, by domain: a burst of mail to one domain (a backlog, a TTL of
-        # 0) waits for one query instead of sending thousands that time out together.
-        self._pending: dict[str, asyncio.Future[MxRoute]] = {}
+        # 0) waits for one query.
+        self._pending: SingleFlight[str, MxRoute] = SingleFlight()
 
     async def resolve(self, domain: str) -> MxRoute:
         domain = domain.lower().rstrip(".")
@@ -54,13 +55,7 @@ class MxResolver:
             if isinstance(hit[1], NoRoute):
                 raise hit[1]
             return hit[1]
-        pending = self._pending.get(domain)
-        if pending is None:
-            pending = asyncio.ensure_future(self._resolve_and_cache(domain))
-            self._pending[domain] = pending
-            pending.add_done_callback(lambda _done: self._pending.pop(domain, None))
-        # Shielded: one waiter cancelled does not cancel the lookup the others wait for.
-        return await asyncio.shield(pending)
+        return await self._pending.run(domain, lambda: self._resolve_and_cache(domain))
 
     async def _resolve_and_cache(self, domain: str) -> MxRoute:
         try:
