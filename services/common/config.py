@@ -37,6 +37,11 @@ class KafkaSettings(BaseModel):
     # (Cassandra, SMTP hosts) ahead of critical work, so it bounds the wait critical mail sees.
     max_in_flight: int = 500
     bulk_max_in_flight: int = 50
+    # While a more urgent lane of the same process is active, a less urgent one keeps at most
+    # this many in flight (strict priority, never quite starving); "active" means it took a
+    # message within the last precedence_hold_s and still has work in flight.
+    outranked_max_in_flight: int = 2
+    precedence_hold_s: float = 2.0
     consume_batch: int = 200
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0

@@ -40,6 +40,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
                 handler=handler,
                 dlq_topic=kernel.topics.requests_dlq,
                 max_in_flight=settings.kafka.lane_window(priority),
+                priority=priority,
             )
         )
     return lanes

@@ -57,6 +57,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             handler=accepted,
             dlq_topic=topics.internal_dlq,
             max_in_flight=settings.kafka.lane_window(p),
+            priority=p,
         )
         for p in PRIORITIES
     ]

@@ -50,6 +50,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             handler=handler,
             dlq_topic=topics.internal_dlq,
             max_in_flight=settings.kafka.lane_window(p),
+            priority=p,
         )
         for p in PRIORITIES
     ]

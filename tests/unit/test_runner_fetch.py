@@ -1,49 +1,115 @@
 """The runner's fetch returns as soon as one message is there: librdkafka's batch consume
 waits out its whole timeout unless the batch fills (measured on the local broker: 103 ms
-p50 for a lone record against 3.6 ms), which an idle pipeline paid at every hop."""
+p50 for a lone record against 3.6 ms), which an idle pipeline paid at every hop. After a
+wait it tops up only to the room left then, so a lane outranked during the wait stays small.
+"""
 
+import asyncio
+import time
 from typing import Any
 
-from services.common.kafka.runner import _fetch
+from services.common.config import KafkaSettings
+from services.common.kafka.runner import Lane, LaneRunner, Precedence
+from services.common.priority import Priority
 
 
 class QueueConsumer:
     """Stands in for librdkafka's consume(num_messages, timeout): takes up to n queued
-    messages; when nothing is queued and the timeout is not 0, one arrives during the wait."""
+    messages; when nothing is queued and the timeout is not 0, `arriving` lands during the
+    wait and `during_wait` runs."""
 
-    def __init__(self, queued: list[str], arriving: list[str]) -> None:
+    def __init__(self, queued: list[str], arriving: list[str], during_wait: Any = None) -> None:
         self.queued = queued
         self.arriving = arriving
+        self.during_wait = during_wait
         self.calls: list[tuple[int, float]] = []
 
     def consume(self, n: int, timeout: float) -> list[Any]:
         self.calls.append((n, timeout))
         if not self.queued and timeout > 0 and self.arriving:
-            self.queued.append(self.arriving.pop(0))
+            self.queued, self.arriving = self.arriving, []
+            if self.during_wait is not None:
+                self.during_wait()
         taken, self.queued = self.queued[:n], self.queued[n:]
         return taken
 
 
-def test_takes_what_is_queued_without_waiting() -> None:
+async def _noop(_inbound: Any) -> list[Any]:
+    return []
+
+
+def _runner(priority: Priority, precedence: Precedence, window: int = 50) -> LaneRunner:
+    lane = Lane(
+        name=priority.slug,
+        group_id=priority.slug,
+        topics=[priority.slug],
+        handler=_noop,
+        dlq_topic="dlq",
+        max_in_flight=window,
+        priority=priority,
+    )
+    return LaneRunner(
+        lane=lane,
+        settings=KafkaSettings(consume_batch=200),
+        producer=None,  # type: ignore[arg-type]  # fetching produces nothing
+        stop=asyncio.Event(),
+        precedence=precedence,
+    )
+
+
+def _precedence() -> Precedence:
+    return Precedence(outranked_window=2, hold_s=60)
+
+
+async def test_takes_what_is_queued_without_waiting() -> None:
+    runner = _runner(Priority.BULK, _precedence(), window=2)
     consumer = QueueConsumer(["a", "b", "c"], [])
-    assert _fetch(consumer, 2) == ["a", "b"]  # type: ignore[arg-type]
+    assert await runner._fetch(consumer) == ["a", "b"]  # type: ignore[arg-type]
     assert consumer.calls == [(2, 0)]
 
 
-def test_waits_for_one_then_tops_up_without_waiting_for_a_full_batch() -> None:
-    consumer = QueueConsumer([], ["a"])
-    consumer.arriving.append("b")
-    assert _fetch(consumer, 200, timeout_s=0.1) == ["a"]  # type: ignore[arg-type]
-    assert consumer.calls == [(200, 0), (1, 0.1), (199, 0)]
+async def test_waits_for_one_then_tops_up_without_waiting_for_a_full_batch() -> None:
+    runner = _runner(Priority.BULK, _precedence())
+    consumer = QueueConsumer([], ["a", "b", "c"])
+    assert await runner._fetch(consumer) == ["a", "b", "c"]  # type: ignore[arg-type]
+    assert consumer.calls == [(50, 0), (1, 0.1), (49, 0)]
 
 
-def test_nothing_arrives() -> None:
+async def test_nothing_arrives() -> None:
+    runner = _runner(Priority.BULK, _precedence())
     consumer = QueueConsumer([], [])
-    assert _fetch(consumer, 50, timeout_s=0.1) == []  # type: ignore[arg-type]
+    assert await runner._fetch(consumer) == []  # type: ignore[arg-type]
     assert consumer.calls == [(50, 0), (1, 0.1)]
 
 
-def test_a_batch_of_one_is_not_topped_up() -> None:
-    consumer = QueueConsumer([], ["a"])
-    assert _fetch(consumer, 1) == ["a"]  # type: ignore[arg-type]
-    assert consumer.calls == [(1, 0), (1, 0.1)]
+async def test_a_lane_outranked_during_the_wait_tops_up_to_its_outranked_window_only() -> None:
+    precedence = _precedence()
+    bulk = _runner(Priority.BULK, precedence)
+    critical = _runner(Priority.CRITICAL, precedence)
+    held = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def critical_takes_a_message() -> None:  # on the consumer thread, as the wait would be
+        async def work() -> None:
+            critical._last_take = time.monotonic()
+            await held.wait()
+
+        task = asyncio.run_coroutine_threadsafe(_start(critical, work), loop).result()
+        assert task is not None
+
+    consumer = QueueConsumer([], [str(i) for i in range(10)], critical_takes_a_message)
+    got = await bulk._fetch(consumer)  # type: ignore[arg-type]
+    assert got == ["0", "1"]
+    assert consumer.calls == [(50, 0), (1, 0.1), (1, 0)]
+    assert precedence.window(bulk, 50) == 2
+    held.set()
+    for _ in range(3):  # the task finishes, then its done callback runs
+        await asyncio.sleep(0)
+    assert precedence.window(bulk, 50) == 50
+
+
+async def _start(runner: LaneRunner, work: Any) -> asyncio.Task[None]:
+    task = asyncio.create_task(work())
+    runner._tasks.add(task)
+    task.add_done_callback(runner._tasks.discard)
+    return task

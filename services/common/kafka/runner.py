@@ -36,9 +36,11 @@ from services.common.metrics import (
     LANE_FAILURES,
     PRODUCED,
 )
+from services.common.priority import Priority
 
 log = get_logger(__name__)
 T = TypeVar("T")
+_WAIT_S = 0.1  # the longest a consumer call blocks, so stop and pauses are seen promptly
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,34 @@ class Lane:
     # Handle records with the same key on a partition one after another (in offset order),
     # e.g. the steps of one message, whose public events must not overtake each other.
     key_ordered: bool = False
+    # The priority of everything this lane carries, if it carries one only (see Precedence).
+    priority: Priority | None = None
+
+
+class Precedence:
+    """Strict priority between the lanes of one process. While a more urgent lane is active
+    (it has work in flight and took a new message within the last `hold_s`), a less urgent
+    lane keeps at most `outranked_window` messages in flight. The event loop, the Cassandra
+    session and the CPU are shared: every bulk step queued ahead of a critical one delays it.
+    The hold keeps a critical lane stuck on a slow peer from throttling the rest for long."""
+
+    def __init__(self, *, outranked_window: int, hold_s: float) -> None:
+        self._outranked_window = outranked_window
+        self._hold_s = hold_s
+        self._runners: list[LaneRunner] = []
+
+    def join(self, runner: LaneRunner) -> None:
+        self._runners.append(runner)
+
+    def window(self, runner: LaneRunner, full: int) -> int:
+        rank = runner.rank
+        if rank is None:
+            return full
+        now = time.monotonic()
+        for other in self._runners:
+            if other.rank is not None and other.rank < rank and other.active(now, self._hold_s):
+                return min(full, self._outranked_window)
+        return full
 
 
 class LaneRunner:
@@ -66,8 +96,13 @@ class LaneRunner:
         producer: AsyncProducer,
         stop: asyncio.Event,
         clock: Clock | None = None,
+        precedence: Precedence | None = None,
     ) -> None:
         self._lane = lane
+        self._precedence = precedence
+        if precedence is not None:
+            precedence.join(self)
+        self._last_take = 0.0  # monotonic time this lane last began a message
         self._settings = settings
         self._producer = producer
         self._stop = stop
@@ -88,6 +123,13 @@ class LaneRunner:
         # The first offset fetched per partition since it was assigned: the group's committed
         # offset then, until this lane commits one of its own.
         self._first_seen: dict[TopicPartitionKey, int] = {}
+
+    @property
+    def rank(self) -> int | None:
+        return self._lane.priority.rank if self._lane.priority is not None else None
+
+    def active(self, now: float, hold_s: float) -> bool:
+        return bool(self._tasks) and now - self._last_take < hold_s
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Every consumer call runs on the lane's own thread: librdkafka consumers are not
@@ -125,18 +167,37 @@ class LaneRunner:
                 await self._call(self._measure_lag, consumer)
                 last_lag = time.monotonic()
             await self._resume_due()
-            room = self._max_in_flight - len(self._tasks)
-            if room <= 0:
+            if self._free() <= 0:
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), 0.1)
+                    await asyncio.wait_for(self._room.wait(), _WAIT_S)
                 continue
-            batch = min(room, self._settings.consume_batch)
-            messages = await self._call(_fetch, consumer, batch)
+            messages = await self._fetch(consumer)
             await self._dispatch(messages)
             if time.monotonic() - last_commit >= self._settings.commit_interval_s:
                 await self._commit()
                 last_commit = time.monotonic()
+
+    def _free(self) -> int:
+        """How many more messages this lane may take now."""
+        window = self._max_in_flight
+        if self._precedence is not None:
+            window = self._precedence.window(self, window)
+        return min(window - len(self._tasks), self._settings.consume_batch)
+
+    async def _fetch(self, consumer: Consumer) -> list[Message]:
+        """What is queued, up to the free room; else wait for one message, and top it up to
+        the room there is after the wait (a more urgent lane may have become active in it).
+        librdkafka's batch consume waits out its whole timeout unless the batch fills, which
+        added up to 100 ms per hop to an idle pipeline."""
+        messages: list[Message] = await self._call(consumer.consume, self._free(), 0)
+        if messages:
+            return messages
+        messages = await self._call(consumer.consume, 1, _WAIT_S)
+        more = self._free() - len(messages)
+        if messages and more > 0:
+            messages += await self._call(consumer.consume, more, 0)
+        return messages
 
     async def _dispatch(self, messages: list[Message]) -> None:
         now = self._clock.now_ms()
@@ -157,6 +218,7 @@ class LaneRunner:
                 await self._pause_until(tp, inbound.offset, due)
                 continue
             self._tracker.begin(tp, inbound.offset)
+            self._last_take = time.monotonic()
             previous = None
             if self._lane.key_ordered:
                 previous = self._key_tail.get((*tp, inbound.key))
@@ -336,19 +398,6 @@ class LaneRunner:
         log.info("lane_stopped", lane=self._lane.name, failed=self._failure is not None)
 
 
-def _fetch(consumer: Consumer, batch: int, timeout_s: float = 0.1) -> list[Message]:
-    """Up to `batch` messages, returning as soon as there is one. librdkafka's batch consume
-    waits out its whole timeout unless the batch fills, which added up to 100 ms per hop to
-    an idle pipeline; so take what is queued, else wait for one and top it up."""
-    messages: list[Message] = consumer.consume(batch, 0)
-    if messages:
-        return messages
-    messages = consumer.consume(1, timeout_s)
-    if messages and batch > 1:
-        messages += consumer.consume(batch - 1, 0)
-    return messages
-
-
 def _names(partitions: list[TopicPartition]) -> list[str]:
     return [f"{p.topic}[{p.partition}]" for p in partitions]
 
@@ -419,8 +468,14 @@ async def run_lanes(
 ) -> None:
     """Runs lanes side by side until stop is set or one fails; a failure stops them all,
     the others committing what they finished, and is raised once all have stopped."""
+    precedence = Precedence(
+        outranked_window=settings.outranked_max_in_flight, hold_s=settings.precedence_hold_s
+    )
     runners = [
-        LaneRunner(lane=lane, settings=settings, producer=producer, stop=stop) for lane in lanes
+        LaneRunner(
+            lane=lane, settings=settings, producer=producer, stop=stop, precedence=precedence
+        )
+        for lane in lanes
     ]
     results = await asyncio.gather(*(r.run() for r in runners), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
