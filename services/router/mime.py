@@ -1,9 +1,20 @@
-"""Building the RFC 5322 message from a validated request."""
+"""Building the RFC 5322 message from a validated request.
+
+Messages without attachments are written directly: the `email` package parses and refolds
+every header through its header registry, 1.4 ms of a 4 KB two-part message, most of the
+router's CPU per message. Messages with attachments go through the `email` package.
+tests/unit/test_mime_writer.py checks with hypothesis that both paths give messages that parse
+to the same headers, addresses and decoded parts.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
+import re
+from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
@@ -48,6 +59,40 @@ def build_mime(
     """The message with CRLF line endings. To and Cc name only `recipients` (the accepted,
     normalized addresses); Bcc recipients are never written in a header. Every text here was
     validated by ingest or the renderer (no line breaks, no encoded newlines)."""
+    if not request.attachments and (text is not None or html is not None):
+        written = write_mime(
+            request,
+            one_click_unsubscribe=one_click_unsubscribe,
+            subject=subject,
+            text=text,
+            html=html,
+            accepted_at=accepted_at,
+            recipients=recipients,
+        )
+        if written is not None:
+            return written
+    return build_mime_with_email_package(
+        request,
+        one_click_unsubscribe=one_click_unsubscribe,
+        subject=subject,
+        text=text,
+        html=html,
+        accepted_at=accepted_at,
+        recipients=recipients,
+    )
+
+
+def build_mime_with_email_package(
+    request: EmailRequested,
+    *,
+    one_click_unsubscribe: bool = False,
+    subject: str | None,
+    text: str | None,
+    html: str | None,
+    accepted_at: int,
+    recipients: list[str],
+) -> bytes:
+    """build_mime through email.message.EmailMessage: any message, attachments included."""
     sender_domain = request.from_address.rsplit("@", 1)[1]
     accepted = frozenset(recipients)
     msg = EmailMessage(policy=SMTP)
@@ -101,3 +146,222 @@ def _no_leading_dots(raw: bytes) -> bytes:
 def has_https_unsubscribe(headers: dict[str, str]) -> bool:
     value = next((v for k, v in headers.items() if k.lower() == "list-unsubscribe"), "")
     return "<https://" in value
+
+
+# --- the direct writer -------------------------------------------------------------------
+
+_FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters, MUST be at most 998
+_MAX_LINE = 998
+_ATOM_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
+_NOT_ATEXT = r"\x00-\x20\x7f()<>\[\]:;@\\,.\""  # RFC 5322 specials, space and controls
+_DOT_ATOM = re.compile(f"[^{_NOT_ATEXT}]+(?:\\.[^{_NOT_ATEXT}]+)*")
+_WORD_BYTES = 45  # 60 base64 characters: an encoded word of 72, under RFC 2047's 75
+
+
+def write_mime(
+    request: EmailRequested,
+    *,
+    one_click_unsubscribe: bool = False,
+    subject: str | None,
+    text: str | None,
+    html: str | None,
+    accepted_at: int,
+    recipients: list[str],
+) -> bytes | None:
+    """build_mime for a message without attachments, written directly; None when a header
+    cannot be folded under 998 octets (a single word that long), for the email package."""
+    accepted = frozenset(recipients)
+    to = _shown(request.to, accepted)
+    cc = _shown(request.cc, accepted)
+    sender_domain = request.from_address.rsplit("@", 1)[1]
+    headers: list[tuple[str, str]] = [
+        ("From", _mailbox(request.from_address, request.from_name)),
+        ("To", ", ".join(to) if to else "undisclosed-recipients:;"),
+    ]
+    if cc:
+        headers.append(("Cc", ", ".join(cc)))
+    if request.reply_to:
+        headers.append(("Reply-To", _mailbox(request.reply_to, None)))
+    headers.append(("Subject", _unstructured(subject or "", literal=True)))
+    headers.append(
+        ("Date", format_datetime(dt.datetime.fromtimestamp(accepted_at / 1000, tz=dt.UTC)))
+    )
+    headers.append(("Message-ID", message_id_header(request, sender_domain)))
+    headers.extend((name, _unstructured(value)) for name, value in request.headers.items())
+    if one_click_unsubscribe and not any(
+        n.lower() == "list-unsubscribe-post" for n in request.headers
+    ):
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    headers.append(("MIME-Version", "1.0"))
+    parts = [(kind, body) for kind, body in (("plain", text), ("html", html)) if body is not None]
+    if len(parts) == 1:
+        kind, body = parts[0]
+        headers += _text_part_headers(kind)
+        payload = _quoted_printable(body)
+    else:
+        boundary = _boundary(request, accepted_at)
+        headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+        chunks = []
+        for kind, body in parts:
+            part_head = "".join(f"{n}: {v}\r\n" for n, v in _text_part_headers(kind))
+            chunks.append(f"--{boundary}\r\n{part_head}\r\n".encode("ascii"))
+            chunks.append(_quoted_printable(body))
+            chunks.append(b"\r\n")
+        chunks.append(f"--{boundary}--\r\n".encode("ascii"))
+        payload = b"".join(chunks)
+    lines = []
+    for name, value in headers:
+        folded = _fold(f"{name}: {value}")
+        if folded is None:
+            return None
+        lines.append(folded)
+    head = "".join(lines).encode("utf-8")
+    return _no_leading_dots(head + b"\r\n" + payload)
+
+
+def _shown(recipients: list[Recipient], accepted: frozenset[str]) -> list[str]:
+    shown = []
+    for r in recipients:
+        normalized = normalize_address(r.address, allow_test_domains=True)
+        if normalized is not None and normalized in accepted:
+            shown.append(_mailbox(normalized, r.name))
+    return shown
+
+
+def _mailbox(address: str, name: str | None) -> str:
+    local, domain = address.rsplit("@", 1)
+    if not _DOT_ATOM.fullmatch(local):
+        local = _quoted(local)
+    spec = f"{local}@{domain}"
+    if not name:
+        return spec
+    return f"{_phrase(name)} <{spec}>"
+
+
+def _phrase(name: str) -> str:
+    """A display name: as is when it is plain atoms, quoted when other ASCII; else its atoms as
+    they are and the rest as encoded words (also a name holding "=?", which readers would
+    decode even inside quotes)."""
+    if name.isascii() and "=?" not in name:
+        return name if _ATOM_TEXT.fullmatch(name) else _quoted(name)
+    return _mixed(name, lambda word: bool(_ATOM_TEXT.fullmatch(word)) and "=?" not in word)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unstructured(value: str, *, literal: bool = False) -> str:
+    """An unstructured value: ASCII words as they are, runs of other words as encoded words;
+    with `literal` (the Subject) a word holding "=?" is encoded too, so readers show it as
+    written."""
+    if value.isascii() and not (literal and "=?" in value):
+        return value
+    return _mixed(value, lambda word: word.isascii() and not (literal and "=?" in word))
+
+
+def _mixed(value: str, plain: Callable[[str], bool]) -> str:
+    """Words for which `plain` holds as they are, each run of the others (the spaces between
+    them included) as encoded words; the spaces between the two kinds stay as they are."""
+    out: list[str] = []
+    run: list[str] = []
+    for word in value.split(" "):
+        if plain(word):
+            if run:
+                out.append(_encoded_words(" ".join(run)))
+                run = []
+            out.append(word)
+        else:
+            run.append(word)
+    if run:
+        out.append(_encoded_words(" ".join(run)))
+    return " ".join(out)
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 B encoded words of whole characters, each at most 75 characters long, joined
+    by spaces (which a decoder drops between adjacent encoded words)."""
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    if chunk or not words:
+        words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
+def _fold(line: str) -> str | None:
+    """The header line folded before spaces to lines of at most 78 characters where it can
+    be, CRLF-terminated; None when some unbreakable run exceeds 998 octets."""
+    if len(line) <= _FOLD_AT:
+        return line + "\r\n"
+    out: list[str] = []
+    current = ""
+    for i, word in enumerate(line.split(" ")):
+        if i == 0:
+            current = word
+        elif i > 1 and len(current) + 1 + len(word) > _FOLD_AT and current.strip():
+            # never right after "Name:", where a parser would keep the fold's space
+            out.append(current)
+            current = " " + word
+        else:
+            current = current + " " + word
+    out.append(current)
+    if any(len(piece.encode("utf-8")) > _MAX_LINE for piece in out):
+        return None
+    return "\r\n".join(out) + "\r\n"
+
+
+def _text_part_headers(kind: str) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", f'text/{kind}; charset="utf-8"'),
+        ("Content-Transfer-Encoding", "quoted-printable"),
+    ]
+
+
+def _quoted_printable(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends, lines of at most 76 characters (RFC 2045)
+    none of which starts with '.'; CR, LF and CRLF alike end a line, as the email package has
+    them; the text ends with a line end. binascii encodes; the rare line it leaves too long
+    (it can reach 77) or starting with '.' is wrapped again here."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    lines = binascii.b2a_qp(text.encode("utf-8"), istext=True).split(b"\n")
+    if any(len(line) > _QP_LINE or line.startswith(b".") for line in lines):
+        lines = [piece for line in lines for piece in _rewrap(line)]
+    return b"\r\n".join(lines)
+
+
+_QP_LINE = 76
+_QP_TOKEN = re.compile(rb"=[0-9A-F]{2}|.", re.S)
+
+
+def _rewrap(line: bytes) -> list[bytes]:
+    """One encoded line as lines of at most 76 characters, split between tokens (an =XX is
+    one) with soft breaks, none starting with '.'."""
+    if len(line) <= _QP_LINE and not line.startswith(b"."):
+        return [line]
+    soft = line.endswith(b"=")  # binascii writes a literal '=' as =3D: this is a soft break
+    tokens = _QP_TOKEN.findall(line[:-1] if soft else line)
+    pieces: list[bytes] = []
+    current = b""
+    for token in tokens:
+        if not current and token == b".":
+            token = b"=2E"
+        if len(current) + len(token) > _QP_LINE - 1:  # room for the soft break's '='
+            pieces.append(current + b"=")
+            current = b"=2E" if token == b"." else token
+        else:
+            current += token
+    pieces.append(current + b"=" if soft else current)
+    return pieces
+
+
+def _boundary(request: EmailRequested, accepted_at: int) -> str:
+    """Stable for the message; '=_' occurs in no quoted-printable or base64 text."""
+    seed = f"{request.tenant_id}\x1f{request.message_id}\x1f{accepted_at}".encode()
+    return "=_ms_" + hashlib.sha256(seed).hexdigest()[:28]
