@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import ssl
+from collections import namedtuple
+from collections.abc import Sequence
 from typing import Any
 
 from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement
+from cassandra.query import PreparedStatement, _clean_column_name
 
 from services.common.config import CassandraSettings
 from services.common.errors import TransientError
@@ -56,7 +59,21 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tupl
             f"cannot reach Cassandra at {settings.hosts}:{settings.port}: {exc}"
         ) from exc
     session.default_timeout = settings.request_timeout_s
+    session.row_factory = named_rows
     return cluster, session
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", [_clean_column_name(c) for c in columns], rename=True)
+
+
+def named_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """The driver's default named_tuple_factory, with one Row class per column list instead of
+    a new namedtuple class for every result (70 us of CPU per query with rows, a tenth of
+    ingest's CPU in a throughput run)."""
+    row = _row_class(tuple(columns))
+    return [row(*values) for values in rows]
 
 
 class AsyncSession:
