@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.common.avro.records import EmailEvent, StatusUpdate
+from services.common.avro.records import EmailEvent, EventType, StatusUpdate
 from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
@@ -15,6 +15,7 @@ from services.event_publisher.suppression import SuppressionStore
 from services.event_publisher.timeline import Timeline
 
 log = get_logger(__name__)
+_ROUTINE = frozenset({EventType.ACCEPTED, EventType.DELIVERED})
 
 
 class EventPublisherHandler:
@@ -54,7 +55,11 @@ class EventPublisherHandler:
         if self._suppressions is not None:
             await self._suppressions.on_event(event)
         EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
-        log.info(
+        # Every event is on email.events and in the timeline; the log keeps the exceptions
+        # at info, and the happy path (two events per message) at debug: rendering those
+        # lines was 5% of the event-publisher's CPU.
+        emit = log.debug if event.type in _ROUTINE else log.info
+        emit(
             "event_published",
             message_id=event.message_id,
             type=event.type.value,

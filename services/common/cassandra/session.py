@@ -59,7 +59,6 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tupl
             f"cannot reach Cassandra at {settings.hosts}:{settings.port}: {exc}"
         ) from exc
     session.default_timeout = settings.request_timeout_s
-    session.row_factory = named_rows
     return cluster, session
 
 
@@ -77,9 +76,12 @@ def named_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[An
 
 
 class AsyncSession:
-    """Wraps a driver session: prepared statements cached, execute_async awaited."""
+    """Wraps a driver session: prepared statements cached, execute_async awaited, rows named
+    by `named_rows` (so ResultSet.was_applied, which knows only the driver's own factories,
+    is for sessions used without this wrapper)."""
 
     def __init__(self, *, session: Session, attempts: int = 5) -> None:
+        session.row_factory = named_rows
         self._session = session
         self._attempts = attempts
         self._prepared: dict[str, PreparedStatement] = {}
