@@ -152,8 +152,9 @@ class Pipeline:
     def publish(self, client: EmailClient, priority: Priority, request: EmailRequested) -> None:
         client.send(request, priority=priority, wait=False)
 
-    def collect(self) -> None:
-        """Events (decoded) and the route and deliver records (key and timestamp only)."""
+    def collect(self, names: tuple[str, ...] = ("events", "route", "deliver")) -> None:
+        """Events (decoded) and the route and deliver records (key and timestamp only), or
+        only the collectors named."""
 
         def hop(m: Any) -> Hop:
             return Hop(m.key.decode() if m.key else "", m.timestamp_ms)
@@ -167,6 +168,8 @@ class Pipeline:
             "deliver": ([self.topics.deliver(p) for p in Priority], hop),
         }
         for name, (topics, decode) in specs.items():
+            if name not in names:
+                continue
             collector = TopicCollector(
                 kafka=self.settings.kafka,
                 topics=topics,

@@ -27,10 +27,12 @@ def probe_mailstream(args: argparse.Namespace, mx: ArrivalsMx) -> dict[str, Any]
     pipeline = Pipeline(smtp_port=mx.port)
     pipeline.provision()
     tag = f"prio{uuid.uuid4().hex[:6]}"
+    probes: dict[str, str] = {}  # message_id -> order
     with pipeline.client() as client:
         for i in range(args.bulk):
             pipeline.publish(client, Priority.BULK, pipeline.request(i, tag))
         client.flush()
+        pipeline.collect(("route", "deliver"))  # keys and timestamps: cheap beside the load
         pipeline.start()
         try:
             pipeline.wait_consuming()
@@ -39,6 +41,7 @@ def probe_mailstream(args: argparse.Namespace, mx: ArrivalsMx) -> dict[str, Any]
             for n in range(int(args.seconds * args.rate)):
                 order = f"probe-{tag}-{n}"
                 request = pipeline.request(1_000_000 + n, tag, order=order)
+                probes[request.message_id] = order
                 sent[order] = time.time()
                 client.send(request, priority=Priority.CRITICAL, wait=False)
                 client.flush(5)
@@ -53,7 +56,28 @@ def probe_mailstream(args: argparse.Namespace, mx: ArrivalsMx) -> dict[str, Any]
         "critical_sent": len(sent),
         "bulk_delivered_meanwhile": bulk_drained,
         "critical_request_to_mx_s": percentiles([arrived[o] - t for o, t in sent.items()]),
+        "critical_hop_latency_s": critical_hops(pipeline, probes, sent, arrived),
     }
+
+
+def critical_hops(
+    pipeline: Pipeline, probes: dict[str, str], sent: dict[str, float], arrived: dict[str, float]
+) -> dict[str, Any]:
+    """Where a critical probe's time goes, from the Kafka timestamps of its route and deliver
+    records (written by ingest and the router) and its arrival at the MX."""
+    route = {h.message_id: h.timestamp_ms / 1e3 for h in pipeline.collectors["route"].items}
+    deliver = {h.message_id: h.timestamp_ms / 1e3 for h in pipeline.collectors["deliver"].items}
+    hops: dict[str, list[float]] = {
+        "ingest (request -> route record)": [],
+        "router (route -> deliver record)": [],
+        "sender (deliver record -> 250 at the MX)": [],
+    }
+    for mid, order in probes.items():
+        if mid in route and mid in deliver and order in arrived:
+            hops["ingest (request -> route record)"].append(route[mid] - sent[order])
+            hops["router (route -> deliver record)"].append(deliver[mid] - route[mid])
+            hops["sender (deliver record -> 250 at the MX)"].append(arrived[order] - deliver[mid])
+    return {name: percentiles(v) for name, v in hops.items()}
 
 
 def probe_postfix(args: argparse.Namespace, mx: ArrivalsMx) -> dict[str, Any]:

@@ -36,7 +36,7 @@ class KafkaSettings(BaseModel):
     # Bulk lanes get a small window: what they have in flight queues at shared resources
     # (Cassandra, SMTP hosts) ahead of critical work, so it bounds the wait critical mail sees.
     max_in_flight: int = 500
-    bulk_max_in_flight: int = 50
+    bulk_max_in_flight: int = 16
     # While a more urgent lane of the same process is active, a less urgent one keeps at most
     # this many in flight (strict priority, never quite starving); "active" means it took a
     # message within the last precedence_hold_s and still has work in flight.
