@@ -43,6 +43,8 @@ class KafkaSettings(BaseModel):
     outranked_max_in_flight: int = 2
     precedence_hold_s: float = 2.0
     consume_batch: int = 200
+    # What each consumer may prefetch and hold in memory beyond what it has taken.
+    prefetch_kbytes: int = 4096
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     session_timeout_ms: int = 10_000
