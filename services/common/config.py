@@ -47,6 +47,18 @@ class KafkaSettings(BaseModel):
     prefetch_kbytes: int = 4096
     commit_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
+    # A record whose handling raises anything but an infrastructure error is tried this many
+    # times in all, then quarantined to the internal dead-letter topic with a terminal event
+    # for its recipients, and the lane moves on (STYLE.md, habit 5).
+    handler_attempts: int = 3
+    # Infrastructure failures (Kafka, Cassandra, DNS unreachable) are retried in the lane
+    # without limit, the wait doubling from the first to the longest backoff.
+    infra_backoff_first_s: float = 0.5
+    infra_backoff_max_s: float = 15.0
+    # When partitions are revoked (a rebalance: another process joined or left), work in
+    # flight on them is finished and committed before the revoke completes, for at most this
+    # long; past it, what is left is fenced (it sends nothing more: the new owner redoes it).
+    revoke_drain_timeout_s: float = 15.0
     session_timeout_ms: int = 10_000
     # How often consumers refresh topic metadata (see consumer_config).
     metadata_refresh_ms: int = 10_000

@@ -99,11 +99,17 @@ async def watch_readiness(kernel: Kernel, health: Health, stop: asyncio.Event) -
             await asyncio.wait_for(stop.wait(), interval)
 
 
-async def run_kernel(kernel: Kernel, lanes: list[Lane], stop: asyncio.Event) -> None:
+async def run_kernel(
+    kernel: Kernel, lanes: list[Lane], stop: asyncio.Event, *, health: Health | None = None
+) -> None:
     kernel.producer.start()
     try:
         await run_lanes(
-            lanes=lanes, settings=kernel.settings.kafka, producer=kernel.producer, stop=stop
+            lanes=lanes,
+            settings=kernel.settings.kafka,
+            producer=kernel.producer,
+            stop=stop,
+            health=health,
         )
     finally:
         try:
@@ -138,7 +144,7 @@ def service_main(
             # sight, full collections (which land inside renders and sends) scan far less.
             gc.freeze()
             try:
-                await run_kernel(kernel, lanes, stop)
+                await run_kernel(kernel, lanes, stop, health=health)
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,17 @@ HANDLE_SECONDS = Histogram(
     ["lane"],
     buckets=_LATENCY_BUCKETS,
 )
+QUARANTINED = Counter(
+    "mailstream_quarantined_total",
+    "Records whose handling kept failing, moved to the internal dead-letter topic with a "
+    "terminal event for their recipients",
+    ["lane", "error_class"],
+)
+INFRA_WAITS = Counter(
+    "mailstream_infrastructure_waits_total",
+    "Retries of a record's handling because Kafka, Cassandra or DNS was unavailable",
+    ["lane", "error_class"],
+)
 LANE_FAILURES = Counter(
     "mailstream_lane_failures_total", "Lanes stopped by an error (the service exits)", ["lane"]
 )

@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from services.common.clock import Clock, SystemClock
 from services.common.config import KafkaSettings
 from services.common.errors import InvalidData
+from services.common.health import Health
 from services.common.kafka.dlq import dead_letter
 from services.common.kafka.offsets import OffsetTracker, TopicPartitionKey
 from services.common.kafka.producer import AsyncProducer
@@ -464,7 +465,12 @@ def read_topic(
 
 
 async def run_lanes(
-    *, lanes: list[Lane], settings: KafkaSettings, producer: AsyncProducer, stop: asyncio.Event
+    *,
+    lanes: list[Lane],
+    settings: KafkaSettings,
+    producer: AsyncProducer,
+    stop: asyncio.Event,
+    health: Health | None = None,
 ) -> None:
     """Runs lanes side by side until stop is set or one fails; a failure stops them all,
     the others committing what they finished, and is raised once all have stopped."""
