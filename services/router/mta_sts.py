@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import h11
 
+from services.common.bounded import MISSING, BoundedMap
 from services.common.logging import get_logger
 from services.common.single_flight import SingleFlight
 from services.router.config import MtaStsSettings
@@ -214,14 +215,17 @@ class MtaStsResolver:
         self._txt = txt
         self._addresses = addresses
         self._fetch = fetch if fetch is not None else self._https_fetch
-        self._clock = clock
-        # domain -> (expires at, the TXT record's id; None: no usable record)
-        self._ids: dict[str, tuple[float, str | None]] = {}
-        # domain -> (expires at, policy)
-        self._policies: dict[str, tuple[float, StsPolicy]] = {}
+        # Each of max_cache_entries domains at most, the least recently mailed forgotten
+        # first. A policy forgotten before its max_age is fetched again when next needed:
+        # trust on first use starts over for that domain.
+        size = settings.max_cache_entries
+        # domain -> the TXT record's id (None: no usable record), for the record's TTL
+        self._ids: BoundedMap[str, str | None] = BoundedMap(max_entries=size, clock=clock)
+        # domain -> policy, for its max_age
+        self._policies: BoundedMap[str, StsPolicy] = BoundedMap(max_entries=size, clock=clock)
         self._in_flight: SingleFlight[str, StsPolicy | None] = SingleFlight()
-        # domain -> (until, TXT id) of a fetch that failed: not retried before then.
-        self._failed: dict[str, tuple[float, str]] = {}
+        # domain -> TXT id of a fetch that failed: not retried for failure_backoff_s.
+        self._failed: BoundedMap[str, str] = BoundedMap(max_entries=size, clock=clock)
 
     async def policy(self, domain: str) -> StsPolicy | None:
         """The domain's policy in force; None when it has none (or none could be had)."""
@@ -229,24 +233,23 @@ class MtaStsResolver:
             return None
         domain = domain.lower().rstrip(".")
         if not self._in_flight.under_way(domain):
-            hit = self._ids.get(domain)
-            if hit is not None and hit[0] > self._clock():
+            policy_id = self._ids.get(domain)
+            if policy_id is not MISSING:
                 cached = self._cached(domain)
-                if hit[1] is None or (cached is not None and cached.policy_id == hit[1]):
+                if policy_id is None or (cached is not None and cached.policy_id == policy_id):
                     return cached  # the cached TXT record settles it, as for most calls
         return await self._in_flight.run(domain, lambda: self._resolve(domain))
 
     def _cached(self, domain: str) -> StsPolicy | None:
-        hit = self._policies.get(domain)
-        return hit[1] if hit is not None and hit[0] > self._clock() else None
+        policy = self._policies.get(domain)
+        return None if policy is MISSING else policy
 
     async def _resolve(self, domain: str) -> StsPolicy | None:
         policy_id = await self._policy_id(domain)
         cached = self._cached(domain)
         if policy_id is None or (cached is not None and cached.policy_id == policy_id):
             return cached
-        failed = self._failed.get(domain)
-        if failed is not None and failed[1] == policy_id and failed[0] > self._clock():
+        if self._failed.get(domain) == policy_id:
             return cached  # it failed a moment ago: no lane waits on the same slow host again
         try:
             addresses = await self._addresses(f"mta-sts.{domain}")
@@ -259,9 +262,9 @@ class MtaStsResolver:
                 error=str(exc) or type(exc).__name__,
                 cached=cached.policy_id if cached is not None else None,
             )
-            self._failed[domain] = (self._clock() + self._settings.failure_backoff_s, policy_id)
+            self._failed.put(domain, policy_id, ttl_s=self._settings.failure_backoff_s)
             return cached
-        self._policies[domain] = (self._clock() + policy.max_age_s, policy)
+        self._policies.put(domain, policy, ttl_s=policy.max_age_s)
         return policy
 
     async def _policy_id(self, domain: str) -> str | None:
@@ -269,8 +272,8 @@ class MtaStsResolver:
         no usable record or DNS fails now."""
 
         hit = self._ids.get(domain)
-        if hit is not None and hit[0] > self._clock():
-            return hit[1]
+        if hit is not MISSING:
+            return hit
         try:
             answer = await self._txt(f"_mta-sts.{domain}")
         except DnsTemporaryFailure as exc:
@@ -278,13 +281,13 @@ class MtaStsResolver:
             log.warning("mta_sts_dns_temporary_failure", domain=domain, error=str(exc))
             return None
         if answer is None:
-            self._ids[domain] = (self._clock() + self._settings.negative_ttl_s, None)
+            self._ids.put(domain, None, ttl_s=self._settings.negative_ttl_s)
             return None
         records, ttl = answer
         policy_id = parse_txt(records)
         if policy_id is None:
             log.warning("mta_sts_txt_invalid", domain=domain, records=records)
-        self._ids[domain] = (self._clock() + min(ttl, self._settings.max_txt_ttl_s), policy_id)
+        self._ids.put(domain, policy_id, ttl_s=min(ttl, self._settings.max_txt_ttl_s))
         return policy_id
 
     @functools.cached_property

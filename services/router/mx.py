@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -12,8 +13,12 @@ import dns.rdatatype
 import dns.resolver
 
 from services.common.avro.records import MxHost
+from services.common.bounded import MISSING, BoundedMap
 from services.common.single_flight import SingleFlight
 from services.router.config import DnsSettings
+
+# How long "this domain takes no mail" (NXDOMAIN, null MX, no address) is remembered.
+NO_ROUTE_TTL_S = 60.0
 
 
 class NoRoute(Exception):
@@ -34,7 +39,9 @@ class MxRoute:
 
 
 class MxResolver:
-    def __init__(self, *, settings: DnsSettings) -> None:
+    def __init__(
+        self, *, settings: DnsSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if settings.nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = [s.strip() for s in settings.nameservers.split(",")]
@@ -43,7 +50,11 @@ class MxResolver:
             self._resolver = dns.asyncresolver.Resolver()
         self._resolver.lifetime = settings.timeout_s
         self._max_ttl = settings.max_cache_ttl_s
-        self._cache: dict[str, tuple[float, MxRoute | NoRoute]] = {}
+        # A route, or the reason code of a NoRoute: a cached exception would keep the frames
+        # of its traceback alive, and grow it at every raise.
+        self._cache: BoundedMap[str, MxRoute | str] = BoundedMap(
+            max_entries=settings.max_cache_entries, clock=clock
+        )
         # Lookups under way, by domain: a burst of mail to one domain (a backlog, a TTL of
         # 0) waits for one query.
         self._pending: SingleFlight[str, MxRoute] = SingleFlight()
@@ -51,19 +62,19 @@ class MxResolver:
     async def resolve(self, domain: str) -> MxRoute:
         domain = domain.lower().rstrip(".")
         hit = self._cache.get(domain)
-        if hit is not None and hit[0] > time.monotonic():
-            if isinstance(hit[1], NoRoute):
-                raise hit[1]
-            return hit[1]
+        if isinstance(hit, str):
+            raise NoRoute(hit)
+        if hit is not MISSING:
+            return hit
         return await self._pending.run(domain, lambda: self._resolve_and_cache(domain))
 
     async def _resolve_and_cache(self, domain: str) -> MxRoute:
         try:
             route, ttl = await self._lookup(domain)
         except NoRoute as exc:
-            self._cache[domain] = (time.monotonic() + 60, exc)
+            self._cache.put(domain, exc.reason, ttl_s=NO_ROUTE_TTL_S)
             raise
-        self._cache[domain] = (time.monotonic() + min(ttl, self._max_ttl), route)
+        self._cache.put(domain, route, ttl_s=min(ttl, self._max_ttl))
         return route
 
     async def addresses(self, host: str) -> list[str]:
