@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from services.common.bounded import MISSING, BoundedMap
+
+# Tenants paced at once. A tenant's next slot is forgotten only when this many others were
+# paced since its last message: by then that slot has almost surely passed, and a forgotten
+# slot behaves as one in the past.
+MAX_PACED_TENANTS = 10_000
+
 
 class Pacer:
     """Hands out send slots: the next slot of a tenant is 1/rate after its previous one, and
@@ -9,11 +16,12 @@ class Pacer:
     (briefly in place, or on a delay topic). Per router process: with N routers sharing a
     tenant's bulk partitions, each paces its share, so the tenant sees up to N x rate."""
 
-    def __init__(self) -> None:
-        self._next: dict[str, float] = {}
+    def __init__(self, *, max_tenants: int = MAX_PACED_TENANTS) -> None:
+        self._next: BoundedMap[str, float] = BoundedMap(max_entries=max_tenants)
 
     def slot(self, key: str, *, rate_per_s: float, now_ms: float) -> float:
         """The epoch ms at which this message may go."""
-        slot = max(now_ms, self._next.get(key, now_ms))
-        self._next[key] = slot + 1000.0 / rate_per_s
+        previous = self._next.get(key)
+        slot = now_ms if previous is MISSING else max(now_ms, previous)
+        self._next.put(key, slot + 1000.0 / rate_per_s)
         return slot

@@ -6,12 +6,12 @@ import hashlib
 import json
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from services.common.avro.records import TemplateRef
+from services.common.bounded import MISSING, BoundedMap
 from services.common.cassandra.session import AsyncSession
 from services.common.tenants import MAX_KEY_OCTETS
 from services.router.render import (
@@ -109,9 +109,9 @@ class TemplateStore:
         self._latest_ttl = latest_ttl_s
         self._pinned_ttl = pinned_ttl_s
         self._missing_ttl = missing_ttl_s
-        self._max = max_entries
-        self._now = monotonic
-        self._cache: OrderedDict[_Key, tuple[float, StoredTemplate | None]] = OrderedDict()
+        self._cache: BoundedMap[_Key, StoredTemplate | None] = BoundedMap(
+            max_entries=max_entries, clock=monotonic
+        )
 
     async def resolve(self, *, tenant_id: str, ref: TemplateRef) -> StoredTemplate | None:
         if (
@@ -124,18 +124,14 @@ class TemplateStore:
             return None  # template_not_found: no template has such a key
         key: _Key = (tenant_id, ref.name, ref.version, ref.locale)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > self._now():
-            self._cache.move_to_end(key)
-            return hit[1]
+        if hit is not MISSING:
+            return hit
         found = await self._load(tenant_id, ref)
         if found is None:
             ttl = self._missing_ttl
         else:
             ttl = self._latest_ttl if ref.version is None else self._pinned_ttl
-        self._cache[key] = (self._now() + ttl, found)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
+        self._cache.put(key, found, ttl_s=ttl)
         return found
 
     async def _load(self, tenant_id: str, ref: TemplateRef) -> StoredTemplate | None:
