@@ -22,7 +22,7 @@ from services.common.kafka.producer import AsyncProducer
 from services.common.kafka.runner import Lane, run_lanes
 from services.common.kafka.settings import producer_config
 from services.common.kafka.topics import Topics
-from services.common.logging import configure_logging, get_logger
+from services.common.logging import get_logger
 from services.common.status import StatusEmitter
 
 log = get_logger(__name__)
@@ -120,14 +120,14 @@ async def run_kernel(
 
 def service_main(
     name: str,
-    settings_factory: Callable[[], CommonSettings],
+    settings_cls: type[CommonSettings],
     lanes_factory: Callable[[Kernel], list[Lane]],
 ) -> None:
-    """The whole of each service's __main__: build the kernel, its lanes, and run them."""
-    from services.common.lifecycle import run_service
+    """The whole of each service's __main__: build the kernel, its lanes, and run them.
+    Malformed settings and a health port in use end it with one line and exit 2."""
+    from services.common.lifecycle import run_service, service_settings
 
-    settings = settings_factory()
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    settings = service_settings(name, settings_cls)
 
     async def main(stop: asyncio.Event) -> None:
         health = Health(service=name, required=("kafka", "cassandra"))
