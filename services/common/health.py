@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.metrics import READY_CHECK
 
@@ -74,7 +76,18 @@ class HealthServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        """ConfigError when the address cannot be listened on (in use, not local, privileged):
+        the operator's to mend, so one line, not a traceback."""
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        except OSError as exc:
+            # asyncio wraps bind errors in a sentence naming the address: keep the reason.
+            errno = exc.errno or 0
+            reason = os.strerror(errno) if errno > 0 else exc.strerror or str(exc)
+            raise ConfigError(
+                f"cannot listen on {self._host}:{self._port} for /livez, /readyz and /metrics:"
+                f" {reason} (set by MAILSTREAM_HEALTH__HOST and MAILSTREAM_HEALTH__PORT)"
+            ) from None
         port = int(self._server.sockets[0].getsockname()[1])
         log.info("health_listening", host=self._host, port=port)
         return port
