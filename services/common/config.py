@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.cassandra.retention import RetentionSettings
 from services.common.priority import Priority
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +132,4 @@ class CommonSettings(BaseSettings):
     max_age_critical_s: int = 15 * 60
     max_age_transactional_s: int = 72 * 3600
     max_age_bulk_s: int = 24 * 3600
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
