@@ -55,6 +55,7 @@ from tests.integration.harness import (
     mailstream,
     wait_until,
 )
+from tests.security.crashes import crash_evidence
 from tests.security.wire import inspect_wire
 from tests.stack import SERVICES
 
@@ -540,22 +541,6 @@ class Publisher:
 # Throwaway pipelines for the cases that crash or stall a service
 
 
-def _crash_evidence(proc: ServiceProcess) -> str:
-    """The failing lane's exception, in one line: its type, message and innermost own frame."""
-    for line in proc.log_text().splitlines():
-        if '"lane_failed"' not in line and '"service_crashed"' not in line:
-            continue
-        try:
-            trace = str(json.loads(line).get("exception", ""))
-        except ValueError:
-            continue
-        frames = re.findall(r'File "[^"]*/(services/[^"]+)", line (\d+), in (\w+)', trace)
-        last = trace.strip().splitlines()[-1] if trace.strip() else "?"
-        where = f" at {frames[-1][0]}:{frames[-1][1]} ({frames[-1][2]})" if frames else ""
-        return f"{proc.module} crashed: {last[:300]}{where}"
-    return f"{proc.module} exited: {proc.log_text()[-300:]}"
-
-
 class Universe:
     """The four services on a topic prefix of their own (the session's keyspace, tenants,
     templates and SMTP server), thrown away once one of them crashes or stalls."""
@@ -595,7 +580,7 @@ class Universe:
         )
 
     def dead(self) -> list[str]:
-        return [_crash_evidence(p) for p in self.procs.values() if not p.alive()]
+        return [crash_evidence(p) for p in self.procs.values() if not p.alive()]
 
     def close(self, *, kill: bool) -> None:
         self.events.stop()
