@@ -16,7 +16,9 @@ class UndecodableRecord(InvalidData):
 
 
 class TransientError(MailstreamError):
-    """Infrastructure is unavailable for now: retry a bounded number of times, then crash."""
+    """Infrastructure is unavailable for now (Kafka, Cassandra, DNS): the call is retried a
+    bounded number of times, then the runner's lane waits and retries the record without
+    limit: nothing is skipped and the process does not exit."""
 
 
 class DeliveryFailed(TransientError):
@@ -25,3 +27,18 @@ class DeliveryFailed(TransientError):
 
 class ConfigError(MailstreamError):
     """The service cannot start with the configuration it was given."""
+
+
+class Fenced(MailstreamError):
+    """This process no longer owns the record (its partition was revoked in a rebalance):
+    it must start nothing more for it; the new owner redoes it from the committed offset."""
+
+
+class OutputRefused(MailstreamError):
+    """Kafka refused an output for good (too large, invalid): retrying the same record cannot
+    help, so it counts as a failure of that record's handling."""
+
+
+class FatalError(MailstreamError):
+    """The process cannot go on (e.g. the idempotent producer fenced): stop without committing
+    what is in flight, and let the supervisor restart it."""

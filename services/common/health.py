@@ -50,6 +50,11 @@ class Health:
         else:
             previous.detail = detail
 
+    def holds(self, name: str) -> bool:
+        """Whether the named check holds now (an unknown check: not known to fail)."""
+        check = self._checks.get(name)
+        return check is None or check.ok
+
     @property
     def ready(self) -> bool:
         return all(c.ok for c in self._checks.values())

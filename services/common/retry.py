@@ -1,4 +1,5 @@
-"""Bounded retry of transient infrastructure errors; past the bound the error propagates."""
+"""Bounded retry of transient infrastructure errors (past the bound the error propagates), and
+the doubling backoff that the unbounded waits of the runner and the sender share."""
 
 from __future__ import annotations
 
@@ -32,3 +33,20 @@ async def with_retries(
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay_s)
     raise AssertionError("unreachable")
+
+
+class Backoff:
+    """Delays that double from `first_s` up to `max_s`; `reset` after a success."""
+
+    def __init__(self, *, first_s: float, max_s: float) -> None:
+        self._first = first_s
+        self._max = max_s
+        self._next = first_s
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self._max)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first

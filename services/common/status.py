@@ -7,6 +7,10 @@ from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Output
 from services.common.priority import Priority
 
+# The reason of the REJECTED event a recipient gets when a service gave up on its record (the
+# record's handling kept raising; it is quarantined on mailstream.internal.dlq). Any service.
+INTERNAL_ERROR = "internal_error"
+
 
 class StatusEmitter:
     def __init__(self, *, serde: RecordSerde, topic: str) -> None:

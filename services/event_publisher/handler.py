@@ -32,23 +32,13 @@ class EventPublisherHandler:
         self._timeline = timeline
         self._suppressions = suppressions
 
+    async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
+        """A step given up on (its timeline or suppression write kept failing) is published
+        all the same: the public event is the outcome its reader waits for."""
+        return [self._output(_event(self._serde.decode(StatusUpdate, inbound.value)))]
+
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
-        update = self._serde.decode(StatusUpdate, inbound.value)
-        event = EmailEvent(
-            event_id=event_id(update),
-            message_id=update.message_id,
-            tenant_id=update.tenant_id,
-            priority=update.priority,
-            type=update.type,
-            occurred_at=update.occurred_at,
-            attempt=update.attempt,
-            recipient=update.recipient,
-            reason=update.reason,
-            smtp=update.smtp,
-            bounce=update.bounce,
-            next_attempt_at=update.next_attempt_at,
-            tags=update.tags,
-        )
+        event = _event(self._serde.decode(StatusUpdate, inbound.value))
         # The timeline first: once the public event is out, support can always trace it.
         await self._timeline.record(event)
         # Then the suppression list, before the event is out: a crash in between replays both.
@@ -66,10 +56,29 @@ class EventPublisherHandler:
             recipient=event.recipient,
             reason=event.reason,
         )
-        return [
-            Output(
-                topic=self._topics.events,
-                key=event.message_id.encode(),
-                value=self._serde.encode(event),
-            )
-        ]
+        return [self._output(event)]
+
+    def _output(self, event: EmailEvent) -> Output:
+        return Output(
+            topic=self._topics.events,
+            key=event.message_id.encode(),
+            value=self._serde.encode(event),
+        )
+
+
+def _event(update: StatusUpdate) -> EmailEvent:
+    return EmailEvent(
+        event_id=event_id(update),
+        message_id=update.message_id,
+        tenant_id=update.tenant_id,
+        priority=update.priority,
+        type=update.type,
+        occurred_at=update.occurred_at,
+        attempt=update.attempt,
+        recipient=update.recipient,
+        reason=update.reason,
+        smtp=update.smtp,
+        bounce=update.bounce,
+        next_attempt_at=update.next_attempt_at,
+        tags=update.tags,
+    )

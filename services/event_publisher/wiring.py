@@ -26,6 +26,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             topics=[kernel.topics.status],
             handler=handler,
             dlq_topic=kernel.topics.internal_dlq,
+            on_quarantine=handler.quarantined,
             # A message's events reach email.events in the order they were reported.
             key_ordered=True,
         )

@@ -13,7 +13,7 @@ from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.priority import Priority
-from services.common.status import StatusEmitter
+from services.common.status import INTERNAL_ERROR, StatusEmitter
 from services.common.tenants import TenantDirectory
 from services.ingest import reasons
 from services.ingest.idempotency import Claim, IdempotencyStore
@@ -57,6 +57,14 @@ class IngestHandler:
             priority=self._priority.value,
         ):
             return await self._ingest(inbound, request)
+
+    async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
+        """The request given up on is rejected as a whole: no recipient of it is left without
+        an outcome, whichever step failed."""
+        request = self._serde.decode(EmailRequested, inbound.value)
+        return [
+            self._event(request, EventType.REJECTED, self._clock.now_ms(), reason=INTERNAL_ERROR)
+        ]
 
     async def _ingest(self, inbound: Inbound, request: EmailRequested) -> list[Output]:
         now = self._clock.now_ms()

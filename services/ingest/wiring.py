@@ -39,6 +39,8 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
                 topics=[kernel.topics.requested(priority)],
                 handler=handler,
                 dlq_topic=kernel.topics.requests_dlq,
+                on_quarantine=handler.quarantined,
+                quarantine_topic=kernel.topics.internal_dlq,
                 max_in_flight=settings.kafka.lane_window(priority),
                 priority=priority,
             )

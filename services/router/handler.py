@@ -25,7 +25,7 @@ from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.priority import Priority
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
-from services.common.status import StatusEmitter
+from services.common.status import INTERNAL_ERROR, StatusEmitter
 from services.common.tenants import Tenant, TenantDirectory
 from services.router import reasons
 from services.router.mime import build_mime, has_https_unsubscribe
@@ -221,6 +221,11 @@ class AcceptedHandler:
                 outputs += await self._router.route(task)
             return outputs
 
+    async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
+        return self._reject_all(
+            self._router.serde.decode(AcceptedRequest, inbound.value), INTERNAL_ERROR
+        )
+
     def _reject_all(self, accepted: AcceptedRequest, reason: str) -> list[Output]:
         request, now = accepted.request, self._router.clock.now_ms()
         return [
@@ -276,6 +281,11 @@ class DelayedHandler:
 
     def __init__(self, *, router: Router) -> None:
         self._router = router
+
+    async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
+        task = self._router.serde.decode(DeliveryTask, inbound.value)
+        now = self._router.clock.now_ms()
+        return [self._router.status.for_task(task, EventType.REJECTED, now, reason=INTERNAL_ERROR)]
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)

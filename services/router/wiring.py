@@ -56,18 +56,21 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             topics=[topics.route(p)],
             handler=accepted,
             dlq_topic=topics.internal_dlq,
+            on_quarantine=accepted.quarantined,
             max_in_flight=settings.kafka.lane_window(p),
             priority=p,
         )
         for p in PRIORITIES
     ]
+    delayed = DelayedHandler(router=router)
     lanes.append(
         Lane(
             name="router-delay",
             group_id=f"{topics.prefix}mailstream-router-delay",
             topics=topics.delays,
-            handler=DelayedHandler(router=router),
+            handler=delayed,
             dlq_topic=topics.internal_dlq,
+            on_quarantine=delayed.quarantined,
             due_at=make_due_at(topics),
         )
     )

@@ -12,12 +12,15 @@ from services.common.avro.records import Bounce, DeliveryTask, EventType, SmtpRe
 from services.common.avro.serde import RecordSerde
 from services.common.clock import Clock
 from services.common.delay import delayed_output
+from services.common.errors import TransientError
+from services.common.kafka import lease
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.metrics import ACCEPTED_TO_DELIVERED, SMTP_OUTCOMES
+from services.common.retry import Backoff
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
-from services.common.status import StatusEmitter
+from services.common.status import INTERNAL_ERROR, StatusEmitter
 from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.egress import Egress, UnknownRoute
 from services.sender.keyring import DkimKeyring
@@ -25,6 +28,9 @@ from services.sender.outcome import Outcome, classify, enhanced_code
 from services.sender.smtp import Attempt, SmtpPool
 
 log = get_logger(__name__)
+# Tries of a ledger write that fails with other than an outage, before the outcome stands
+# without its record.
+_LEDGER_TRIES = 5
 
 
 class SenderHandler:
@@ -54,6 +60,12 @@ class SenderHandler:
         # task (an upstream service redid uncommitted work) can arrive while the first copy is
         # still in flight, before the ledger knows of it: the copy waits, then sees the ledger.
         self._in_flight: dict[tuple[str, str, str], asyncio.Event] = {}
+        # Set while every 250 so far is in the ledger. A 250 whose record cannot be written
+        # yet keeps retrying the write, and no new SMTP transaction starts meanwhile: each
+        # would be one more message sent twice if the process died before the writes land.
+        self._ledger_current = asyncio.Event()
+        self._ledger_current.set()
+        self._unrecorded = 0
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._serde.decode(DeliveryTask, inbound.value)
@@ -69,6 +81,18 @@ class SenderHandler:
             finally:
                 del self._in_flight[key]
                 done.set()
+
+    async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
+        """A task given up on: DELIVERED if the ledger has its 250 (what failed came after
+        it), else REJECTED: it is never sent by this record again."""
+        task = self._serde.decode(DeliveryTask, inbound.value)
+        done = await self._ledger.delivered(
+            tenant_id=task.tenant_id, message_id=task.message_id, recipient=task.recipient
+        )
+        if done is not None:
+            return [self._delivered_event(task, done)]
+        now = self._clock.now_ms()
+        return [self._status.for_task(task, EventType.REJECTED, now, reason=INTERNAL_ERROR)]
 
     async def _deliver(self, task: DeliveryTask) -> list[Output]:
         done = await self._ledger.delivered(
@@ -107,12 +131,7 @@ class SenderHandler:
                 reply=attempt.text,
                 tls_version=attempt.tls_version,
             )
-            await self._ledger.record(
-                tenant_id=task.tenant_id,
-                message_id=task.message_id,
-                recipient=task.recipient,
-                delivery=delivery,
-            )
+            await self._record(task, delivery)
             log.info("delivered", mx_host=attempt.mx_host, attempt=number)
             ACCEPTED_TO_DELIVERED.labels(task.priority.value, attempt.provider).observe(
                 max(0, now - task.accepted_at) / 1000
@@ -180,6 +199,46 @@ class SenderHandler:
             ),
         ]
 
+    async def _record(self, task: DeliveryTask, delivery: Delivery) -> None:
+        """Writes the 250 to the ledger, retrying until it lands: once the MX has the message,
+        the task must never be sent again, and only the ledger says so to a redelivery."""
+        backoff = Backoff(first_s=0.2, max_s=10.0)
+        failures = 0
+        try:
+            while True:
+                try:
+                    await self._ledger.record(
+                        tenant_id=task.tenant_id,
+                        message_id=task.message_id,
+                        recipient=task.recipient,
+                        delivery=delivery,
+                    )
+                    return
+                except Exception as exc:
+                    if failures == 0:
+                        self._unrecorded += 1
+                        self._ledger_current.clear()
+                    failures += 1
+                    if not isinstance(exc, TransientError) and failures >= _LEDGER_TRIES:
+                        # Not an outage, and it will not pass: the outcome is known all the
+                        # same, and only a redelivery of this very task could send it again.
+                        log.error("ledger_write_failed", attempt=failures, exc_info=exc)
+                        return
+                    delay = backoff.next()
+                    log.warning(
+                        "ledger_write_waiting",
+                        attempt=failures,
+                        error_class=type(exc).__name__,
+                        error=str(exc)[:300],
+                        retry_in_s=delay,
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            if failures:
+                self._unrecorded -= 1
+                if self._unrecorded == 0:
+                    self._ledger_current.set()
+
     def _delivered_event(self, task: DeliveryTask, delivery: Delivery) -> Output:
         reply = SmtpReply(
             code=delivery.code or 250,
@@ -206,7 +265,9 @@ class SenderHandler:
             return Attempt(mx_host="", code=None, text=str(exc), connection_error="routing")
         signer = await self._keyring.signer()
         data = signer.sign(task.mime, domain=task.sender_domain)
+        await self._ledger_current.wait()
         for mx in task.mx_hosts:
+            lease.ensure_owned()  # a revoked task sends nothing: its new owner will
             last = await self._pool.send(
                 mx=mx,
                 mail_from=task.mail_from,

@@ -49,6 +49,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             topics=[topics.deliver(p)],
             handler=handler,
             dlq_topic=topics.internal_dlq,
+            on_quarantine=handler.quarantined,
             max_in_flight=settings.kafka.lane_window(p),
             priority=p,
         )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.common.kafka import headers
-from services.common.kafka.records import Inbound, Output
+from services.common.kafka.records import Header, Inbound, Output
 
 
-def dead_letter(inbound: Inbound, error: Exception, *, topic: str) -> Output:
+def dead_letter(
+    inbound: Inbound, error: Exception, *, topic: str, extra: Sequence[Header] = ()
+) -> Output:
     return Output(
         topic=topic,
         key=inbound.key,
@@ -18,5 +22,6 @@ def dead_letter(inbound: Inbound, error: Exception, *, topic: str) -> Output:
             (headers.ORIGINAL_TOPIC, inbound.topic.encode()),
             (headers.ORIGINAL_PARTITION, str(inbound.partition).encode()),
             (headers.ORIGINAL_OFFSET, str(inbound.offset).encode()),
+            *extra,
         ],
     )

@@ -7,6 +7,12 @@ ERROR_MESSAGE = "error.message"
 ORIGINAL_TOPIC = "original.topic"
 ORIGINAL_PARTITION = "original.partition"
 ORIGINAL_OFFSET = "original.offset"
+# On a quarantined record (mailstream.internal.dlq) besides the ones above: the lane that gave
+# up on it, how many times it was tried, and a digest of the traceback (the full one is logged
+# once, with the message_id).
+LANE = "mailstream.lane"
+ATTEMPTS = "mailstream.attempts"
+TRACEBACK_DIGEST = "error.traceback-digest"
 
 # Epoch ms before which a record on a delay topic must not be processed; read by the delay
 # lane without decoding the record.

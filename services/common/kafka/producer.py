@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from services.common.errors import DeliveryFailed
+from services.common.errors import DeliveryFailed, FatalError, OutputRefused
 from services.common.kafka.records import Output
 from services.common.logging import get_logger
 
@@ -62,6 +62,8 @@ class AsyncProducer:
                 break
             except BufferError:  # local queue full: let the poll thread drain it
                 await asyncio.sleep(0.01)
+            except KafkaException as exc:  # refused before sending (e.g. over the size limit)
+                raise delivery_error(exc.args[0]) from exc
         await future
 
     async def produce_all(self, outputs: list[Output]) -> None:
@@ -82,10 +84,34 @@ class AsyncProducer:
                 await asyncio.to_thread(self._thread.join, 2.0)
 
 
+# Delivery errors that the same record would meet again however long the lane waited.
+_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError._INVALID_ARG,
+    }
+)
+
+
+def delivery_error(err: KafkaError) -> Exception:
+    """The fate of an undelivered output: fatal for the process, refused for the record, or
+    (anything else: brokers down, timeouts, leaders moving) a wait for the infrastructure."""
+    text = f"{err.name()}: {err.str()}"
+    if err.fatal():
+        return FatalError(text)
+    if err.code() in _REFUSED:
+        return OutputRefused(text)
+    return DeliveryFailed(text)
+
+
 def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
     if future.done():
         return
     if err is None:
         future.set_result(None)
     else:
-        future.set_exception(DeliveryFailed(f"{err.name()}: {err.str()}"))
+        future.set_exception(delivery_error(err))

@@ -32,8 +32,13 @@ class Output:
 
 
 Handler = Callable[[Inbound], Awaitable[Sequence[Output]]]
-"""Turns one input into its outputs. Raise InvalidData for a dead letter; any other
-exception stops the service without committing the input."""
+"""Turns one input into its outputs. Raise InvalidData for a dead letter and TransientError
+when infrastructure is unavailable (the lane waits and tries again); any other exception is
+retried a bounded number of times, then the record is quarantined (see Quarantine)."""
+
+Quarantine = Callable[[Inbound, Exception], Awaitable[Sequence[Output]]]
+"""The terminal events for a record the lane gives up on: one per recipient it holds, so no
+message is left without an outcome. Produced with the record's dead letter."""
 
 DueAt = Callable[[Inbound], int | None]
 """For delay topics: the epoch ms at which a record may be processed (None: now)."""

@@ -2,16 +2,26 @@
 
 Each lane is one consumer group over a set of topics with one handler. A message's offset
 becomes committable only when every output of it, and of every earlier message of its
-partition, is acknowledged by the broker; offsets are committed every commit interval and
-on shutdown. Invalid data goes to a dead-letter topic; any other error stops the service
-without committing what it was doing (a restart redoes it: at-least-once).
+partition, is acknowledged by the broker; offsets are committed every commit interval, on
+shutdown and before a revoke completes. Three kinds of error, one fate each, and no single
+record can stop a lane:
+- undecodable data (InvalidData) goes to the lane's dead-letter topic at once;
+- an infrastructure failure (TransientError: Kafka, Cassandra or DNS unavailable) makes the
+  record wait and try again, without limit: the partition waits, readiness says why, nothing
+  is skipped and the process does not exit;
+- any other exception is retried a bounded number of times, then the record is quarantined:
+  its bytes go untouched to the internal dead-letter topic, its recipients get their terminal
+  events (the lane's Quarantine), and the lane goes on with the next record.
+Only a fatal client error stops the service, without committing what it was doing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,12 +31,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from services.common.clock import Clock, SystemClock
 from services.common.config import KafkaSettings
-from services.common.errors import InvalidData
+from services.common.errors import FatalError, Fenced, InvalidData, TransientError
 from services.common.health import Health
+from services.common.kafka import headers, lease
 from services.common.kafka.dlq import dead_letter
 from services.common.kafka.offsets import OffsetTracker, TopicPartitionKey
 from services.common.kafka.producer import AsyncProducer
-from services.common.kafka.records import DueAt, Handler, Inbound
+from services.common.kafka.records import DueAt, Handler, Inbound, Output, Quarantine
 from services.common.kafka.settings import consumer_config
 from services.common.logging import get_logger
 from services.common.metrics import (
@@ -34,10 +45,13 @@ from services.common.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
     HANDLE_SECONDS,
+    INFRA_WAITS,
     LANE_FAILURES,
     PRODUCED,
+    QUARANTINED,
 )
 from services.common.priority import Priority
+from services.common.retry import Backoff
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -60,6 +74,11 @@ class Lane:
     key_ordered: bool = False
     # The priority of everything this lane carries, if it carries one only (see Precedence).
     priority: Priority | None = None
+    # The terminal events of a record given up on; None: its records carry no recipient.
+    on_quarantine: Quarantine | None = None
+    # Where quarantined records go (None: dlq_topic). Ingest's dlq_topic is the public one
+    # for undecodable requests; what it gives up on after decoding is internal.
+    quarantine_topic: str | None = None
 
 
 class Precedence:
@@ -98,8 +117,16 @@ class LaneRunner:
         stop: asyncio.Event,
         clock: Clock | None = None,
         precedence: Precedence | None = None,
+        health: Health | None = None,
     ) -> None:
         self._lane = lane
+        self._health = health
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Bumped at every assignment and revoke of a partition: a record's lease holds while
+        # its partition's generation is the one it began in.
+        self._generation: dict[TopicPartitionKey, int] = {}
+        self._by_partition: dict[TopicPartitionKey, set[asyncio.Task[bool]]] = {}
+        self._waiting = 0  # records waiting for the infrastructure now
         self._precedence = precedence
         if precedence is not None:
             precedence.join(self)
@@ -113,9 +140,9 @@ class LaneRunner:
         self._assigned: set[TopicPartitionKey] = set()
         self._paused: dict[TopicPartitionKey, tuple[int, int]] = {}  # tp -> (offset, due ms)
         self._committed: dict[TopicPartitionKey, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
         # The last task begun per (partition, key), when the lane is key-ordered.
-        self._key_tail: dict[tuple[str, int, bytes | None], asyncio.Task[None]] = {}
+        self._key_tail: dict[tuple[str, int, bytes | None], asyncio.Task[bool]] = {}
         self._room = asyncio.Event()
         self._failure: BaseException | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"consumer-{lane.name}")
@@ -150,6 +177,7 @@ class LaneRunner:
         return consumer
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._consumer = await self._call(self._make_consumer)
         log.info("lane_started", lane=self._lane.name, topics=self._lane.topics)
         try:
@@ -214,7 +242,7 @@ class LaneRunner:
             self._first_seen.setdefault(tp, inbound.offset)
             if tp in self._paused:
                 continue  # fetched before the pause; re-read from the paused offset later
-            due = self._lane.due_at(inbound) if self._lane.due_at else None
+            due = self._due(inbound)
             if due is not None and due > now:
                 await self._pause_until(tp, inbound.offset, due)
                 continue
@@ -226,50 +254,51 @@ class LaneRunner:
             task = asyncio.create_task(self._process(tp, inbound, after=previous))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            held = self._by_partition.setdefault(tp, set())
+            held.add(task)
+            task.add_done_callback(held.discard)
             if self._lane.key_ordered:
                 self._track_tail((*tp, inbound.key), task)
 
-    def _track_tail(self, key: tuple[str, int, bytes | None], task: asyncio.Task[None]) -> None:
+    def _due(self, inbound: Inbound) -> int | None:
+        """A delay record's due time; one whose header cannot be read is due now (its handler
+        then meets whatever else is wrong with it) rather than stopping the lane."""
+        if self._lane.due_at is None:
+            return None
+        try:
+            return self._lane.due_at(inbound)
+        except Exception as exc:
+            log.warning("due_at_unreadable", lane=self._lane.name, error=str(exc)[:200])
+            return None
+
+    def _track_tail(self, key: tuple[str, int, bytes | None], task: asyncio.Task[bool]) -> None:
         self._key_tail[key] = task
 
-        def forget(done: asyncio.Task[None]) -> None:
+        def forget(done: asyncio.Task[bool]) -> None:
             if self._key_tail.get(key) is done:
                 del self._key_tail[key]
 
         task.add_done_callback(forget)
 
     async def _process(
-        self, tp: TopicPartitionKey, inbound: Inbound, *, after: asyncio.Task[None] | None = None
-    ) -> None:
-        if after is not None:
-            await asyncio.wait([after])  # its failure stops the lane on its own
-            if self._failure is not None:
-                self._room.set()
-                return
-        lane = self._lane.name
-        CONSUMED.labels(lane, inbound.topic).inc()
-        began = time.monotonic()
+        self, tp: TopicPartitionKey, inbound: Inbound, *, after: asyncio.Task[bool] | None = None
+    ) -> bool:
+        """Handles one record until it is settled (its outputs acknowledged, its offset
+        committable): True. False when it was abandoned unsettled (its partition was revoked,
+        or the service is stopping while it waits): the next owner of the offset redoes it."""
         try:
-            try:
-                outputs = list(await self._lane.handler(inbound))
-            except InvalidData as exc:
-                DEAD_LETTERS.labels(lane).inc()
-                log.warning(
-                    "dead_lettered",
-                    lane=self._lane.name,
-                    topic=inbound.topic,
-                    partition=inbound.partition,
-                    offset=inbound.offset,
-                    error_class=type(exc).__name__,
-                    error=str(exc)[:300],
-                )
-                outputs = [dead_letter(inbound, exc, topic=self._lane.dlq_topic)]
-            for stage in sorted({o.stage for o in outputs}):
-                await self._producer.produce_all([o for o in outputs if o.stage == stage])
-            PRODUCED.labels(lane).inc(len(outputs))
-            HANDLE_SECONDS.labels(lane).observe(time.monotonic() - began)
-        except Exception as exc:  # crash without committing; a restart redoes this message
-            LANE_FAILURES.labels(lane).inc()
+            if after is not None:
+                # A key's records settle in offset order; behind an abandoned one, abandon too.
+                await asyncio.wait([after])
+                if after.cancelled() or after.exception() is not None or not after.result():
+                    return False
+            generation = self._generation.get(tp, 0)
+            lease.hold(lambda: self._owns(tp, generation))
+            CONSUMED.labels(self._lane.name, inbound.topic).inc()
+            began = time.monotonic()
+            produced = await self._settle(tp, generation, inbound)
+        except Exception as exc:  # fatal: stop without committing; a restart redoes this
+            LANE_FAILURES.labels(self._lane.name).inc()
             if self._failure is None:
                 self._failure = exc
                 log.error(
@@ -280,10 +309,167 @@ class LaneRunner:
                     exc_info=exc,
                 )
             self._stop.set()
-            return
+            return False
         finally:
             self._room.set()
+        if produced is None:
+            return False
+        PRODUCED.labels(self._lane.name).inc(produced)
+        HANDLE_SECONDS.labels(self._lane.name).observe(time.monotonic() - began)
         self._tracker.done(tp, inbound.offset)
+        return True
+
+    async def _settle(self, tp: TopicPartitionKey, generation: int, inbound: Inbound) -> int | None:
+        """The number of outputs produced, or None when abandoned (see _process)."""
+        settings = self._settings
+        backoff = Backoff(
+            first_s=settings.infra_backoff_first_s, max_s=settings.infra_backoff_max_s
+        )
+        failures = 0
+        last: Exception | None = None
+        waiting = False
+        try:
+            while True:
+                if not self._owns(tp, generation):
+                    log.info("record_fenced", lane=self._lane.name, partition=tp[1],
+                             offset=inbound.offset)  # fmt: skip
+                    return None
+                try:
+                    if last is not None and failures >= settings.handler_attempts:
+                        outputs = await self._quarantine(inbound, last, failures)
+                    else:
+                        outputs = await self._outputs(inbound)
+                    for stage in sorted({o.stage for o in outputs}):
+                        await self._producer.produce_all([o for o in outputs if o.stage == stage])
+                except (FatalError, asyncio.CancelledError):
+                    raise
+                except Fenced:
+                    log.info("record_fenced", lane=self._lane.name, partition=tp[1],
+                             offset=inbound.offset)  # fmt: skip
+                    return None
+                except Exception as exc:
+                    if not isinstance(exc, TransientError) and self._infrastructure_up():
+                        failures += 1
+                        last = exc
+                        self._handler_failed(inbound, exc, failures)
+                        if failures < settings.handler_attempts:
+                            await self._pause(0.5 * failures)
+                        continue
+                    # Infrastructure: wait as long as it takes. An unclassified error while
+                    # Kafka or Cassandra is known to be down is taken for the outage's.
+                    if not waiting:
+                        waiting = True
+                        self._wait_begins(exc)
+                    delay = backoff.next()
+                    INFRA_WAITS.labels(self._lane.name, type(exc).__name__).inc()
+                    log.warning(
+                        "infrastructure_wait",
+                        lane=self._lane.name,
+                        partition=tp[1],
+                        offset=inbound.offset,
+                        error_class=type(exc).__name__,
+                        error=str(exc)[:300],
+                        retry_in_s=delay,
+                    )
+                    if await self._pause(delay):
+                        return None  # stopping: left uncommitted, redone after the restart
+                    continue
+                if last is not None and failures >= settings.handler_attempts:
+                    self._quarantined(inbound, last, failures)
+                return len(outputs)
+        finally:
+            if waiting:
+                self._wait_ends()
+
+    async def _outputs(self, inbound: Inbound) -> list[Output]:
+        try:
+            return list(await self._lane.handler(inbound))
+        except InvalidData as exc:
+            DEAD_LETTERS.labels(self._lane.name).inc()
+            log.warning(
+                "dead_lettered",
+                lane=self._lane.name,
+                topic=inbound.topic,
+                partition=inbound.partition,
+                offset=inbound.offset,
+                error_class=type(exc).__name__,
+                error=str(exc)[:300],
+            )
+            return [dead_letter(inbound, exc, topic=self._lane.dlq_topic)]
+
+    async def _quarantine(self, inbound: Inbound, error: Exception, attempts: int) -> list[Output]:
+        """The record untouched on the quarantine topic, and its recipients' terminal events."""
+        events: list[Output] = []
+        if self._lane.on_quarantine is not None:
+            try:
+                events = list(await self._lane.on_quarantine(inbound, error))
+            except (TransientError, FatalError):
+                raise
+            except Exception as exc:  # the record is past reading: its letter must still go
+                log.error("quarantine_events_failed", lane=self._lane.name, exc_info=exc)
+        letter = dead_letter(
+            inbound,
+            error,
+            topic=self._lane.quarantine_topic or self._lane.dlq_topic,
+            extra=[
+                (headers.LANE, self._lane.name.encode()),
+                (headers.ATTEMPTS, str(attempts).encode()),
+                (headers.TRACEBACK_DIGEST, _digest(error).encode()),
+            ],
+        )
+        return [letter, *events]
+
+    def _handler_failed(self, inbound: Inbound, error: Exception, failures: int) -> None:
+        log.warning(
+            "handler_failed",
+            lane=self._lane.name,
+            message_id=_text(inbound.key),
+            partition=inbound.partition,
+            offset=inbound.offset,
+            attempt=failures,
+            of=self._settings.handler_attempts,
+            error_class=type(error).__name__,
+            error=str(error)[:300],
+        )
+
+    def _quarantined(self, inbound: Inbound, error: Exception, attempts: int) -> None:
+        QUARANTINED.labels(self._lane.name, type(error).__name__).inc()
+        log.error(
+            "record_quarantined",
+            lane=self._lane.name,
+            message_id=_text(inbound.key),
+            topic=inbound.topic,
+            partition=inbound.partition,
+            offset=inbound.offset,
+            attempts=attempts,
+            error_class=type(error).__name__,
+            traceback_digest=_digest(error),
+            exc_info=error,
+        )
+
+    def _infrastructure_up(self) -> bool:
+        health = self._health
+        return health is None or (health.holds("kafka") and health.holds("cassandra"))
+
+    def _wait_begins(self, error: Exception) -> None:
+        self._waiting += 1
+        if self._health is not None:
+            detail = f"waiting for the infrastructure: {type(error).__name__}: {error}"
+            self._health.set(f"lane-{self._lane.name}", False, detail[:300])
+
+    def _wait_ends(self) -> None:
+        self._waiting -= 1
+        if self._waiting == 0 and self._health is not None:
+            self._health.set(f"lane-{self._lane.name}", True, "consuming")
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleeps, or returns early (True) once the service is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return self._stop.is_set()
+
+    def _owns(self, tp: TopicPartitionKey, generation: int) -> bool:
+        return self._generation.get(tp) == generation and tp in self._assigned
 
     async def _pause_until(self, tp: TopicPartitionKey, offset: int, due_ms: int) -> None:
         consumer = self._consumer
@@ -361,15 +547,45 @@ class LaneRunner:
         self._lag_labels = seen
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned.update((p.topic, p.partition) for p in partitions)
+        for p in partitions:
+            tp = (p.topic, p.partition)
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+            self._assigned.add(tp)
         log.info("partitions_assigned", lane=self._lane.name, partitions=_names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """On the consumer thread, before the partitions go to another member: what is in
+        flight on them finishes (for at most the drain timeout) and is committed, so the new
+        owner does not redo work this process is still doing; what is left is fenced."""
         tps = [(p.topic, p.partition) for p in partitions]
         log.info("partitions_revoked", lane=self._lane.name, partitions=_names(partitions))
         if self._failure is None:
+            self._drain_revoked(tps)
             self._commit_now(consumer, tps)
         self._drop(tps)
+
+    def _drain_revoked(self, tps: list[TopicPartitionKey]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        timeout = self._settings.revoke_drain_timeout_s
+
+        async def drain() -> int:
+            held = [t for tp in tps for t in self._by_partition.get(tp, ())]
+            if held:
+                await asyncio.wait(held, timeout=timeout)
+            return sum(1 for t in held if not t.done())
+
+        began = time.monotonic()
+        try:
+            left = asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 5)
+        except Exception as exc:  # the loop is closing: nothing more runs on it anyway
+            log.warning("revoke_drain_failed", lane=self._lane.name, error=repr(exc))
+            return
+        if left:
+            log.warning("revoke_drain_timed_out", lane=self._lane.name, fenced=left)
+        elif time.monotonic() - began > 0.5:
+            log.info("revoke_drained", lane=self._lane.name, seconds=time.monotonic() - began)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The group moved on without us (e.g. the session expired while the broker was away):
@@ -380,6 +596,7 @@ class LaneRunner:
     def _drop(self, tps: list[TopicPartitionKey]) -> None:
         self._tracker.forget(tps)
         for tp in tps:
+            self._generation[tp] = self._generation.get(tp, 0) + 1  # ends every lease on it
             self._assigned.discard(tp)
             self._paused.pop(tp, None)
             self._committed.pop(tp, None)
@@ -397,6 +614,18 @@ class LaneRunner:
             await self._call(consumer.close)
         self._executor.shutdown(wait=False)
         log.info("lane_stopped", lane=self._lane.name, failed=self._failure is not None)
+
+
+def _digest(error: BaseException) -> str:
+    """Which failure this is, stable across records: the exception's class and the places in
+    the code it passed (not the message, which carries the record's own values)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = "|".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.name}:{f.lineno}" for f in frames)
+    return hashlib.sha256(f"{type(error).__qualname__}|{where}".encode()).hexdigest()[:16]
+
+
+def _text(key: bytes | None) -> str | None:
+    return key.decode("utf-8", "replace")[:200] if key is not None else None
 
 
 def _names(partitions: list[TopicPartition]) -> list[str]:
@@ -472,14 +701,19 @@ async def run_lanes(
     stop: asyncio.Event,
     health: Health | None = None,
 ) -> None:
-    """Runs lanes side by side until stop is set or one fails; a failure stops them all,
-    the others committing what they finished, and is raised once all have stopped."""
+    """Runs lanes side by side until stop is set or one fails fatally; a failure stops them
+    all, the others committing what they finished, and is raised once all have stopped."""
     precedence = Precedence(
         outranked_window=settings.outranked_max_in_flight, hold_s=settings.precedence_hold_s
     )
     runners = [
         LaneRunner(
-            lane=lane, settings=settings, producer=producer, stop=stop, precedence=precedence
+            lane=lane,
+            settings=settings,
+            producer=producer,
+            stop=stop,
+            precedence=precedence,
+            health=health,
         )
         for lane in lanes
     ]
