@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.cassandra.retention import RetentionSettings
@@ -91,6 +91,20 @@ class CassandraSettings(BaseModel):
     local_dc: str | None = None
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 10.0
+    # Every read and write of every table (why: default_profile in cassandra/session.py). A name
+    # of cassandra.ConsistencyLevel, in any case, good for reads and writes alike since one level
+    # serves both: not ANY (writes only), EACH_QUORUM (older Cassandras refuse it for reads) nor
+    # the serial levels.
+    consistency: Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE", "LOCAL_QUORUM"] = (
+        "LOCAL_QUORUM"
+    )
+    # The Paxos phase of the conditional statements (the message claim, template versions).
+    serial_consistency: Literal["SERIAL", "LOCAL_SERIAL"] = "LOCAL_SERIAL"
+
+    @field_validator("consistency", "serial_consistency", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def host_list(self) -> list[str]:

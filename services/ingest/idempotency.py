@@ -27,6 +27,7 @@ class IdempotencyStore:
         recipients: list[str],
         accepted_at: int,
     ) -> Claim:
+        # Paxos at LOCAL_SERIAL, commit at LOCAL_QUORUM: the session's levels (default_profile).
         rows = await self._session.execute(
             "INSERT INTO messages (tenant_id, message_id, claimed_by, priority, recipients,"
             " accepted_at) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",

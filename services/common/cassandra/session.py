@@ -10,9 +10,15 @@ from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
-from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    Session,
+)
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, _clean_column_name
 
@@ -24,16 +30,42 @@ from services.common.retry import with_retries
 TRANSIENT = (NoHostAvailable, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout)
 
 
+def default_profile(settings: CassandraSettings) -> ExecutionProfile:
+    """What every statement runs with, the services' and the CLI's alike.
+
+    One consistency level for every table, read and write: LOCAL_QUORUM unless configured.
+    At replication factor 3 a read then meets a replica of every acknowledged write (2 + 2 > 3),
+    and with one replica down of three everything still works; at factor 1 it is one replica.
+    - messages (the claim): its Paxos round at LOCAL_SERIAL, among this datacenter's replicas
+      (SERIAL would cross datacenters on every request: right only if ingest ran in two at once
+      on the same requests), its commit at the consistency level.
+    - deliveries: a redelivered task, on whichever sender, must see what was delivered.
+    - suppressions, soft_bounces: written by the event publisher and the CLI, read by ingest
+      and by the publisher's own count.
+    - tenants, template_versions, templates: written by the CLI, read by the services. A read
+      that missed an apply rejects mail for good (unknown tenant, template not found), and
+      these reads are cached, so a quorum costs nothing measurable.
+    - message_events, recipient_messages (the timeline): the publisher's most frequent write.
+      LOCAL_ONE would spare the wait for a second replica but buy no availability (the same
+      publisher needs a quorum for suppressions), and `mailstream trace` could then miss
+      events just written (1 + 2 = 3, not more than 3).
+    """
+    return ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
+        consistency_level=ConsistencyLevel.name_to_value[settings.consistency],
+        serial_consistency_level=ConsistencyLevel.name_to_value[settings.serial_consistency],
+        request_timeout=settings.request_timeout_s,
+    )
+
+
 def cluster_options(settings: CassandraSettings) -> dict[str, Any]:
-    """The driver's Cluster arguments: contact points, auth and TLS from the settings."""
+    """The driver's Cluster arguments: contact points, auth, TLS and the default profile."""
     kwargs: dict[str, Any] = {
         "contact_points": settings.host_list,
         "port": settings.port,
         "connect_timeout": settings.connect_timeout_s,
         "protocol_version": 5,
-        "load_balancing_policy": TokenAwarePolicy(
-            DCAwareRoundRobinPolicy(local_dc=settings.local_dc)
-        ),
+        "execution_profiles": {EXEC_PROFILE_DEFAULT: default_profile(settings)},
     }
     if settings.username and settings.password:
         kwargs["auth_provider"] = PlainTextAuthProvider(
@@ -58,7 +90,6 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tupl
         raise TransientError(
             f"cannot reach Cassandra at {settings.hosts}:{settings.port}: {exc}"
         ) from exc
-    session.default_timeout = settings.request_timeout_s
     return cluster, session
 
 
@@ -77,11 +108,16 @@ def named_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[An
 
 class AsyncSession:
     """Wraps a driver session: prepared statements cached, execute_async awaited, rows named
-    by `named_rows` (so ResultSet.was_applied, which knows only the driver's own factories,
-    is for sessions used without this wrapper)."""
+    by `named_rows`. The session itself keeps the driver's row factory, so ResultSet.was_applied,
+    which knows only the driver's own factories, still works for its users without this wrapper
+    (the CLI)."""
 
     def __init__(self, *, session: Session, attempts: int = 5) -> None:
-        session.row_factory = named_rows
+        # The session's default profile (levels, timeout, load balancing: default_profile)
+        # with rows named by named_rows; one object, passed as is to every query.
+        self._profile = session.execution_profile_clone_update(
+            EXEC_PROFILE_DEFAULT, row_factory=named_rows
+        )
         self._session = session
         self._attempts = attempts
         self._prepared: dict[str, PreparedStatement] = {}
@@ -109,7 +145,9 @@ class AsyncSession:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         try:
-            response = self._session.execute_async(self.prepare(cql), params)
+            response = self._session.execute_async(
+                self.prepare(cql), params, execution_profile=self._profile
+            )
         except TRANSIENT as exc:
             raise TransientError(str(exc)) from exc
 

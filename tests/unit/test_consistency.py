@@ -1,0 +1,241 @@
+"""Consistency levels: parsed from the settings, refused when not the driver's, and carried by
+every statement the stores run (checked on a stand-in for the driver's session: no socket)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, get_args
+
+import pytest
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import TokenAwarePolicy
+from cassandra.query import PreparedStatement, named_tuple_factory
+from pydantic import ValidationError
+
+from services.common.avro.records import Bounce, BounceKind, EmailEvent, EventType
+from services.common.cassandra.session import (
+    AsyncSession,
+    cluster_options,
+    default_profile,
+    named_rows,
+)
+from services.common.config import CassandraSettings, CommonSettings
+from services.common.priority import Priority
+from services.common.tenants import TenantDirectory
+from services.event_publisher.config import SuppressionSettings
+from services.event_publisher.suppression import Suppress, SuppressionStore
+from services.event_publisher.timeline import Timeline
+from services.ingest.idempotency import Claim, IdempotencyStore
+from services.ingest.suppression import SuppressionList
+from services.sender.deliveries import Delivery, DeliveryLedger
+from services.sender.keyring import DkimKeyring
+
+LOCAL_QUORUM, LOCAL_SERIAL = ConsistencyLevel.LOCAL_QUORUM, ConsistencyLevel.LOCAL_SERIAL
+
+
+class _Answer:
+    """A ResponseFuture that has its rows already."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def add_callbacks(self, ok: Any, err: Any) -> None:
+        ok(self._rows)
+
+
+class DriverSession:
+    """What AsyncSession uses of the driver's Session. Profiles are looked up and cloned by the
+    driver's own methods; each query records the statement and the profile it was given, and
+    is answered as the driver would, through that profile's row factory."""
+
+    get_execution_profile = Session.get_execution_profile
+    _maybe_get_execution_profile = Session._maybe_get_execution_profile
+    execution_profile_clone_update = Session.execution_profile_clone_update
+
+    def __init__(self, profile: ExecutionProfile) -> None:
+        self.cluster = SimpleNamespace(
+            profile_manager=SimpleNamespace(profiles={EXEC_PROFILE_DEFAULT: profile})
+        )
+        self.ran: list[tuple[PreparedStatement, ExecutionProfile]] = []
+
+    def prepare(self, cql: str) -> PreparedStatement:
+        return PreparedStatement([], b"id", [], cql, "mailstream", 5, [], None)
+
+    def execute_async(
+        self, statement: PreparedStatement, params: Any, execution_profile: Any
+    ) -> _Answer:
+        profile = self._maybe_get_execution_profile(execution_profile)
+        self.ran.append((statement, profile))
+        if statement.query_string.endswith("IF NOT EXISTS"):
+            return _Answer(profile.row_factory(["[applied]"], [(True,)]))
+        return _Answer([])
+
+
+def _effective(statement: PreparedStatement, profile: ExecutionProfile) -> tuple[int, int]:
+    """The levels a query goes out with: the statement's own, else its profile's (as the
+    driver's Session._create_response_future chooses them)."""
+    cl = statement.consistency_level
+    serial = statement.serial_consistency_level
+    return (
+        profile.consistency_level if cl is None else cl,
+        profile.serial_consistency_level if serial is None else serial,
+    )
+
+
+def _table(cql: str) -> str:
+    words = cql.split()
+    return words[words.index("INTO" if words[0] == "INSERT" else "FROM") + 1]
+
+
+def _bounce(kind: BounceKind, category: str) -> EmailEvent:
+    return EmailEvent(
+        event_id="e1",
+        message_id="m1",
+        tenant_id="acme",
+        priority=Priority.TRANSACTIONAL,
+        type=EventType.BOUNCED,
+        occurred_at=1_700_000_000_000,
+        attempt=1,
+        recipient="bob@example.com",
+        reason=category,
+        bounce=Bounce(kind=kind, category=category),
+    )
+
+
+async def _run_every_store(session: AsyncSession) -> None:
+    claim = await IdempotencyStore(session=session).claim(
+        tenant_id="acme",
+        message_id="m1",
+        claimed_by="ingest-1",
+        priority="transactional",
+        recipients=["bob@example.com"],
+        accepted_at=0,
+    )
+    assert claim is Claim.NEW  # the [applied] row came back named by named_rows
+    await SuppressionList(session=session).suppressed("acme", ["bob@example.com"], now_ms=0)
+    ledger = DeliveryLedger(session=session)
+    await ledger.delivered(tenant_id="acme", message_id="m1", recipient="bob@example.com")
+    await ledger.record(
+        tenant_id="acme",
+        message_id="m1",
+        recipient="bob@example.com",
+        delivery=Delivery(at_ms=0, attempt=1, mx_host="mx", code=250, reply="ok", tls_version=None),
+    )
+    settings = SuppressionSettings()
+    store = SuppressionStore(session=session, settings=settings)
+    await store.on_event(_bounce(BounceKind.SOFT, sorted(settings.soft_categories)[0]))
+    await store.suppress(
+        Suppress(
+            tenant_id="acme", address="bob@example.com", reason="x", created_at=0, expires_at=None
+        )
+    )
+    await TenantDirectory(session=session).get("acme")
+    await Timeline(session=session).record(_bounce(BounceKind.HARD, "invalid_recipient"))
+    await DkimKeyring(session=session).signer()
+
+
+async def test_every_store_reads_and_writes_at_local_quorum_the_claim_at_local_serial() -> None:
+    driver = DriverSession(default_profile(CassandraSettings()))
+    await _run_every_store(AsyncSession(session=driver))  # type: ignore[arg-type]
+    assert {_table(s.query_string) for s, _ in driver.ran} == {
+        "messages",
+        "suppressions",
+        "deliveries",
+        "soft_bounces",
+        "tenants",
+        "message_events",
+        "recipient_messages",
+    }
+    for statement, profile in driver.ran:
+        assert _effective(statement, profile) == (LOCAL_QUORUM, LOCAL_SERIAL), statement
+    claims = [s for s, _ in driver.ran if s.query_string.endswith("IF NOT EXISTS")]
+    assert len(claims) == 1
+
+
+async def test_the_levels_are_the_settings() -> None:
+    settings = CassandraSettings(consistency="all", serial_consistency="serial")
+    driver = DriverSession(default_profile(settings))
+    await _run_every_store(AsyncSession(session=driver))  # type: ignore[arg-type]
+    assert {_effective(s, p) for s, p in driver.ran} == {
+        (ConsistencyLevel.ALL, ConsistencyLevel.SERIAL)
+    }
+
+
+async def test_one_profile_serves_every_query_and_only_the_row_factory_differs() -> None:
+    default = default_profile(CassandraSettings(request_timeout_s=3.5))
+    driver = DriverSession(default)
+    await _run_every_store(AsyncSession(session=driver))  # type: ignore[arg-type]
+    profiles = {id(p): p for _, p in driver.ran}
+    assert len(profiles) == 1  # nothing built per query
+    (ours,) = profiles.values()
+    assert ours.row_factory is named_rows and default.row_factory is named_tuple_factory
+    assert ours.load_balancing_policy is default.load_balancing_policy
+    assert ours.request_timeout == 3.5
+
+
+def test_cluster_options_carry_the_levels_in_the_default_profile() -> None:
+    options = cluster_options(CassandraSettings(hosts="127.0.0.1", local_dc="dc1"))
+    profile = options["execution_profiles"][EXEC_PROFILE_DEFAULT]
+    assert (profile.consistency_level, profile.serial_consistency_level) == (
+        LOCAL_QUORUM,
+        LOCAL_SERIAL,
+    )
+    assert isinstance(profile.load_balancing_policy, TokenAwarePolicy)
+    # The driver's own factory for raw users of the session: the CLI reads was_applied.
+    assert profile.row_factory is named_tuple_factory
+    # The driver refuses profiles beside a legacy argument (load_balancing_policy=...).
+    # Building a Cluster connects nothing: that is Cluster.connect.
+    cluster = Cluster(**options)
+    try:
+        assert cluster.profile_manager.default is profile
+    finally:
+        cluster.shutdown()
+
+
+def test_levels_from_the_environment_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAILSTREAM_CASSANDRA__CONSISTENCY", raising=False)
+    monkeypatch.delenv("MAILSTREAM_CASSANDRA__SERIAL_CONSISTENCY", raising=False)
+    defaults = CommonSettings().cassandra
+    assert (defaults.consistency, defaults.serial_consistency) == ("LOCAL_QUORUM", "LOCAL_SERIAL")
+    monkeypatch.setenv("MAILSTREAM_CASSANDRA__CONSISTENCY", " local_one")
+    monkeypatch.setenv("MAILSTREAM_CASSANDRA__SERIAL_CONSISTENCY", "Serial")
+    cassandra = CommonSettings().cassandra
+    assert (cassandra.consistency, cassandra.serial_consistency) == ("LOCAL_ONE", "SERIAL")
+
+
+@pytest.mark.parametrize(
+    ("field", "name", "allowed"),
+    [
+        ("consistency", "LOCAL_QUOROM", "'LOCAL_QUORUM'"),  # a typo
+        ("consistency", "ANY", "'LOCAL_QUORUM'"),  # writes only
+        ("consistency", "EACH_QUORUM", "'LOCAL_QUORUM'"),  # refused for reads by older Cassandras
+        ("consistency", "LOCAL_SERIAL", "'LOCAL_QUORUM'"),  # conditional statements only
+        ("consistency", "", "'LOCAL_QUORUM'"),
+        ("serial_consistency", "LOCAL_QUORUM", "'LOCAL_SERIAL'"),
+        ("serial_consistency", "SERIALIZABLE", "'LOCAL_SERIAL'"),
+    ],
+)
+def test_a_bad_level_name_is_refused_with_the_names_allowed(
+    field: str, name: str, allowed: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        CassandraSettings(**{field: name})
+    message = str(refused.value)
+    assert field in message and allowed in message
+
+
+def test_a_bad_level_in_the_environment_stops_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILSTREAM_CASSANDRA__CONSISTENCY", "QUORUMS")
+    with pytest.raises(ValidationError, match=r"cassandra\.consistency"):
+        CommonSettings()
+
+
+def test_the_names_offered_are_the_drivers() -> None:
+    fields = CassandraSettings.model_fields
+    plain = get_args(fields["consistency"].annotation)
+    serial = get_args(fields["serial_consistency"].annotation)
+    names = ConsistencyLevel.name_to_value
+    assert set(plain) | set(serial) <= set(names)
+    assert not any(ConsistencyLevel.is_serial(names[n]) for n in plain)
+    assert all(ConsistencyLevel.is_serial(names[n]) for n in serial)
