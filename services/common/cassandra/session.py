@@ -10,7 +10,14 @@ from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
-from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra import (
+    ConsistencyLevel,
+    CoordinationFailure,
+    OperationTimedOut,
+    ReadTimeout,
+    Unavailable,
+    WriteTimeout,
+)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
@@ -19,15 +26,29 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
+from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.query import PreparedStatement, _clean_column_name
 
 from services.common.config import CassandraSettings
 from services.common.errors import TransientError
 from services.common.retry import with_retries
 
-# Driver errors that mean "Cassandra is unavailable for now", turned into TransientError.
-TRANSIENT = (NoHostAvailable, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout)
+# Driver errors that mean "Cassandra is unavailable for now", turned into TransientError: no
+# host, timeouts, too few replicas alive, replicas failing the request (a node going down
+# mid-write), a connection closing under the request, a node overloaded or still joining.
+TRANSIENT = (
+    NoHostAvailable,
+    OperationTimedOut,
+    Unavailable,
+    WriteTimeout,
+    ReadTimeout,
+    CoordinationFailure,
+    ConnectionException,
+    OverloadedErrorMessage,
+    IsBootstrappingErrorMessage,
+)
 
 
 def default_profile(settings: CassandraSettings) -> ExecutionProfile:
