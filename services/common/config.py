@@ -61,6 +61,11 @@ class KafkaSettings(BaseModel):
     # long; past it, what is left is fenced (it sends nothing more: the new owner redoes it).
     revoke_drain_timeout_s: float = 15.0
     session_timeout_ms: int = 10_000
+    # A lane whose window is full of records waiting out an outage does not poll. librdkafka
+    # takes a member's partitions away after its default 5 min without a poll, handing work
+    # this process is still doing to another member; a crashed process is still noticed
+    # within the session timeout (heartbeats run on their own thread).
+    max_poll_interval_ms: int = 30 * 60 * 1000
     # How often consumers refresh topic metadata (see consumer_config).
     metadata_refresh_ms: int = 10_000
     # How often each lane updates its consumer lag gauges.

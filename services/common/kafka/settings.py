@@ -46,6 +46,7 @@ def consumer_config(s: KafkaSettings, *, group_id: str) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": s.session_timeout_ms,
+        "max.poll.interval.ms": s.max_poll_interval_ms,
         "fetch.wait.max.ms": 50,
         # librdkafka prefetches up to 64 MB per consumer by default; a bulk lane held back by
         # a busier, more urgent one filled that with 9 KB delivery tasks (the sender's peak
