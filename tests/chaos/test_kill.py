@@ -14,34 +14,33 @@ from __future__ import annotations
 
 import os
 import random
-import re
-import subprocess
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from services.client import EmailClient, Priority, new_request
-from services.common.avro.codec import AvroCodec
-from services.common.avro.records import EmailEvent, EventType
-from services.common.avro.registry import SchemaRegistry
+from services.common.avro.records import EmailEvent
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
-from services.common.kafka.topics import Topics
+from tests.chaos.universe import (
+    Progress,
+    Supervisor,
+    at_smtp,
+    new_universe,
+    publish_run,
+    stack,
+)
 from tests.integration.harness import (
-    REPO,
     Received,
     RecordingSmtp,
     ServiceProcess,
     TopicCollector,
     wait_until,
 )
-from tests.stack import SERVICES, provision
+from tests.stack import SERVICES
 
 N = int(os.environ.get("MAILSTREAM_CHAOS_MESSAGES", "20000"))
 KILLS_EACH = 3
@@ -52,80 +51,8 @@ CASSANDRA_OUTAGE_S = 60
 # the window opens slightly before the death.
 IN_FLIGHT_WINDOW_S = 30.0
 RECORDED_AFTER_KILL_S = 2.0
-UNSUBSCRIBE = {"List-Unsubscribe": "<https://acme.mailstream.test/unsubscribe/chaos>"}
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(3600)]
-
-
-@dataclass
-class Death:
-    module: str
-    at: float
-    cause: str  # "sigkill", "sigkill-at-250" or "exit <code>"
-
-
-@dataclass
-class Supervisor:
-    """Keeps the four services running: whatever exits is started again a second later."""
-
-    env: dict[str, str]
-    logs: Path
-    procs: dict[str, ServiceProcess] = field(default_factory=dict)
-    deaths: list[Death] = field(default_factory=list)
-    restarts: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> None:
-        for module in SERVICES:
-            self.procs[module] = self._spawn(module)
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def _spawn(self, module: str) -> ServiceProcess:
-        proc = ServiceProcess(module=module, env=self.env, log_path=self.logs / f"{module}.log")
-        proc.start()
-        return proc
-
-    def kill(self, module: str, cause: str = "sigkill") -> None:
-        with self._lock:
-            proc = self.procs[module]
-            if not proc.alive():
-                return
-            self.deaths.append(Death(module, time.time(), cause))
-            proc.kill()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(1.0):
-            with self._lock:
-                for module, proc in self.procs.items():
-                    if proc.alive():
-                        continue
-                    assert proc.proc is not None
-                    code = proc.proc.returncode
-                    if code != -9:  # a SIGKILL of ours is already recorded
-                        self.deaths.append(Death(module, time.time(), f"exit {code}"))
-                    self.restarts[module] += 1
-                    self.procs[module] = self._spawn(module)
-
-    def consuming(self) -> bool:
-        with self._lock:
-            return all(
-                p.count_in_log("partitions_assigned") >= SERVICES[m] for m, p in self.procs.items()
-            )
-
-    def stop(self) -> dict[str, int | None]:
-        self._stop.set()
-        with self._lock:
-            return {m: p.stop() for m, p in self.procs.items()}
-
-
-def _stack(*args: str) -> None:
-    subprocess.run(
-        [str(REPO / "deploy" / "local" / "stack"), *args],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
 
 
 def test_nothing_lost_under_kills_and_outages(
@@ -133,6 +60,7 @@ def test_nothing_lost_under_kills_and_outages(
     env: dict[str, str],
     services: dict[str, ServiceProcess],
     smtp: RecordingSmtp,
+    serde: RecordSerde,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -140,28 +68,14 @@ def test_nothing_lost_under_kills_and_outages(
     codes = {module: proc.stop() for module, proc in services.items()}
     assert all(code == 0 for code in codes.values()), codes
 
-    run = uuid.uuid4().hex[:8]
-    chaos_env = env | {
-        "MAILSTREAM_KAFKA__TOPIC_PREFIX": f"chaos{run}.",
-        "MAILSTREAM_CASSANDRA__KEYSPACE": f"chaos_{run}",
-    }
-    chaos = settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(update={"topic_prefix": f"chaos{run}."}),
-            "cassandra": settings.cassandra.model_copy(update={"keyspace": f"chaos_{run}"}),
-        }
-    )
-    provision(chaos, chaos_env, tmp_path / "tenants")
-    topics = Topics(chaos.kafka.topic_prefix, chaos.delay_tiers_s)
-    supervisor = Supervisor(env=chaos_env, logs=tmp_path)
+    universe = new_universe(settings, env, tmp_path)
+    supervisor = Supervisor(env=universe.env, logs=tmp_path)
     supervisor.start()
     wait_until("the chaos services to be consuming", supervisor.consuming, 120)
-
-    serde = RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=REPO / "schemas")))
     events = TopicCollector(
-        kafka=chaos.kafka,
-        topics=[topics.events],
-        group_id=f"chaos-events-{run}",
+        kafka=universe.settings.kafka,
+        topics=[universe.topics.events],
+        group_id=f"events-{universe.tag}",
         decode=lambda m: serde.decode(EmailEvent, m.value),
     )
     events.start()
@@ -178,28 +92,10 @@ def test_nothing_lost_under_kills_and_outages(
             ).start()
 
     smtp.on_message(on_message)
-    tag = f"chaos-{run}-"
-    priorities = (Priority.TRANSACTIONAL, Priority.BULK, Priority.CRITICAL)
     started = time.monotonic()
-    with EmailClient(kafka=chaos.kafka) as client:
-        for i in range(N):
-            priority = priorities[i % 3]
-            client.send(
-                new_request(
-                    tenant_id="acme",
-                    from_address="hello@acme.mailstream.test",
-                    to=f"user{i}@inbox.mailstream.test",
-                    message_id=f"{tag}{i:05d}",
-                    subject=f"chaos {tag}{i:05d}",
-                    text_body="x",
-                    headers=UNSUBSCRIBE if priority is Priority.BULK else {},
-                ),
-                priority=priority,
-                wait=False,
-            )
-        client.flush()
+    publish_run(universe, N)
 
-    progress = _Progress(events)
+    progress = Progress(events, N)
     plan: list[tuple[str, float, Callable[[], None]]] = []
     for k, fraction in enumerate((0.1, 0.35, 0.6)):
         plan.append(("accepted", fraction, lambda: supervisor.kill("services.ingest")))
@@ -214,15 +110,15 @@ def test_nothing_lost_under_kills_and_outages(
 
     def restart_kafka() -> None:
         began = time.monotonic()
-        _stack("down", "kafka")
-        _stack("up", "kafka")
+        stack("down", "kafka")
+        stack("up", "kafka")
         outages["kafka restart"] = time.monotonic() - began
 
     def cassandra_outage() -> None:
         began = time.monotonic()
-        _stack("down", "cassandra")
+        stack("down", "cassandra")
         time.sleep(CASSANDRA_OUTAGE_S)
-        _stack("up", "cassandra")
+        stack("up", "cassandra")
         outages["cassandra down"] = time.monotonic() - began
 
     plan.append(("terminal", 0.45, restart_kafka))
@@ -261,17 +157,8 @@ def test_nothing_lost_under_kills_and_outages(
     multiple = {m: ids for m, ids in terminal_ids.items() if len(ids) != 1}
     event_copies = sum(1 for e in progress.mine if e.type.terminal) - len(terminal_ids)
 
-    at_smtp = Counter(
-        match.group(1).decode()
-        for m in smtp.messages
-        if (match := re.search(rb"chaos (" + tag.encode() + rb"\d+)", m.data))
-    )
-    first_at: dict[str, float] = {}
-    for m in smtp.messages:
-        match = re.search(rb"chaos (" + tag.encode() + rb"\d+)", m.data)
-        if match:
-            first_at.setdefault(match.group(1).decode(), m.at)
-    duplicates = {mid: n - 1 for mid, n in at_smtp.items() if n > 1}
+    copies, first_at = at_smtp(smtp, universe.tag)
+    duplicates = {mid: n - 1 for mid, n in copies.items() if n > 1}
     sender_deaths = [d.at for d in supervisor.deaths if d.module == "services.sender"]
     unexplained = [
         mid
@@ -286,15 +173,16 @@ def test_nothing_lost_under_kills_and_outages(
             f"\nchaos: {N} messages in {elapsed:.0f}s; lost={lost}; "
             f"recipients with other than one terminal event={len(multiple)}; "
             f"terminal types={dict(terminal_types)}; republished terminal events={event_copies}; "
-            f"delivered at SMTP={len(at_smtp)} distinct, duplicates={sum(duplicates.values())} "
+            f"delivered at SMTP={len(copies)} distinct, duplicates={sum(duplicates.values())} "
             f"({len(unexplained)} not explained by a sender death); "
-            f"deaths={dict(kills)}; restarts={dict(supervisor.restarts)}; "
+            f"deaths={dict(kills)}; restarts={dict(supervisor.restarts)} "
+            f"(of services that exited on their own: {len(supervisor.exits)}); "
             f"outages={ {k: round(v, 1) for k, v in outages.items()} }"
         )
     assert lost == 0
     assert not multiple
     assert terminal_types == Counter({"DELIVERED": N + event_copies})
-    assert len(at_smtp) == N
+    assert len(copies) == N
     assert not unexplained, [
         (mid, [round(first_at[mid] - t, 3) for t in sender_deaths]) for mid in unexplained[:10]
     ]
@@ -302,32 +190,6 @@ def test_nothing_lost_under_kills_and_outages(
         assert sum(n for (m, _), n in kills.items() if m == module) >= KILLS_EACH, kills
     assert kills[("services.sender", "sigkill-at-250")] >= 1, kills
     assert set(outages) == {"kafka restart", "cassandra down"}
+    # Every restart was of a service the test killed: the outages took none down.
+    assert not supervisor.exits, supervisor.exits
     assert all(code == 0 for code in codes.values()), codes
-
-
-class _Progress:
-    """Counts this run's accepted and terminal recipients as events arrive."""
-
-    def __init__(self, events: TopicCollector) -> None:
-        self._events = events
-        self._seen = 0
-        self.mine: list[EmailEvent] = []
-        self._accepted: set[str] = set()
-        self._terminal: set[str] = set()
-
-    def update(self) -> None:
-        items = self._events.items
-        for event in items[self._seen :]:
-            self.mine.append(event)
-            if event.type is EventType.ACCEPTED:
-                self._accepted.add(event.message_id)
-            elif event.type.terminal:
-                self._terminal.add(event.message_id)
-        self._seen = len(items)
-
-    @property
-    def terminal_count(self) -> int:
-        return len(self._terminal)
-
-    def fraction(self, kind: str) -> float:
-        return len(self._accepted if kind == "accepted" else self._terminal) / N
