@@ -38,6 +38,38 @@ def cassandra_ready(host: str, port: int) -> None:
         cluster.shutdown()
 
 
+def cassandra_ring_ready(hosts: list[str], port: int) -> None:
+    """Each node answers CQL and the driver sees it up; and once no member of the ring is
+    missing from `hosts`, each node, as coordinator, finds every member alive: a read of
+    system_distributed (replication factor 3) that needs as many replicas as there are members."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import Cluster
+    from cassandra.query import SimpleStatement
+
+    by_members = {1: ConsistencyLevel.ONE, 2: ConsistencyLevel.TWO, 3: ConsistencyLevel.THREE}
+    cluster = Cluster(
+        contact_points=hosts, port=port, connect_timeout=2, control_connection_timeout=2
+    )
+    try:
+        session = cluster.connect()
+        known = {h.address: h for h in cluster.metadata.all_hosts()}
+        down = [a for a in hosts if a not in known or not known[a].is_up]
+        if down:
+            raise ConnectionError(f"the driver sees {down} down")
+        for address in hosts:
+            peers = session.execute("SELECT peer FROM system.peers_v2", host=known[address])
+            members = {address} | {str(row.peer) for row in peers}
+            if members <= set(hosts) and len(members) in by_members:
+                every_member = SimpleStatement(
+                    "SELECT id FROM system_distributed.repair_history"
+                    " WHERE keyspace_name = 'ready' AND columnfamily_name = 'ready' LIMIT 1",
+                    consistency_level=by_members[len(members)],
+                )
+                session.execute(every_member, host=known[address], timeout=5)
+    finally:
+        cluster.shutdown()
+
+
 def dns_ready(host: str, port: int, name: str) -> None:
     """An MX lookup answered by the server."""
     import dns.resolver
@@ -111,8 +143,10 @@ def wait(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["kafka", "cassandra", "dns", "smtp"])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("kind", choices=["kafka", "cassandra", "cassandra-ring", "dns", "smtp"])
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="for cassandra-ring: the nodes, comma-separated"
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="inbox.mailstream.test", help="MX name for dns")
     parser.add_argument("--timeout", type=float, required=True, help="seconds")
@@ -126,6 +160,7 @@ def main() -> int:
     probes: dict[str, Callable[[], None]] = {
         "kafka": lambda: kafka_ready(args.host, args.port),
         "cassandra": lambda: cassandra_ready(args.host, args.port),
+        "cassandra-ring": lambda: cassandra_ring_ready(args.host.split(","), args.port),
         "dns": lambda: dns_ready(args.host, args.port, args.name),
         "smtp": lambda: smtp_ready(args.host, args.port),
     }
