@@ -16,7 +16,9 @@ log = get_logger(__name__)
 class DkimKeyring:
     """Builds a DkimSigner from the stored tenant specs, again every refresh_s seconds.
     A key file is parsed once per (path, mtime); a key that cannot be loaded is logged by
-    path and left out, never its content."""
+    path and left out, never its content. Parsed keys the latest specs no longer name (a
+    rotated file, a removed tenant) are dropped at each refresh, so they are bounded by the
+    keys configured now, not by every key file version seen since the start."""
 
     def __init__(self, *, session: AsyncSession, refresh_s: float = 30.0) -> None:
         self._session = session
@@ -34,23 +36,30 @@ class DkimKeyring:
 
     def _keys(self, specs: list[str | None]) -> dict[str, list[DkimKey]]:
         keys: dict[str, list[DkimKey]] = {}
+        parsed: dict[tuple[str, float, str, str], DkimKey] = {}
         for spec in specs:
             for domain in json.loads(spec or "{}").get("sender_domains", []):
                 for entry in domain.get("dkim", []):
-                    key = self._load(entry)
+                    key = self._load(entry, parsed)
                     if key is not None:
                         keys.setdefault(domain["domain"].lower(), []).append(key)
+        self._parsed = parsed
         return keys
 
-    def _load(self, entry: dict[str, str]) -> DkimKey | None:
+    def _load(
+        self, entry: dict[str, str], parsed: dict[tuple[str, float, str, str], DkimKey]
+    ) -> DkimKey | None:
+        """The entry's key, from this refresh's keys, else the last one's, else the file."""
         path = Path(entry["private_key_file"])
         try:
             cache_key = (str(path), path.stat().st_mtime, entry["selector"], entry["algorithm"])
-            if cache_key not in self._parsed:
-                self._parsed[cache_key] = load_key(
-                    path, selector=entry["selector"], algorithm=entry["algorithm"]
-                )
-            return self._parsed[cache_key]
+            key = parsed.get(cache_key)
+            if key is None:
+                key = self._parsed.get(cache_key)
+            if key is None:
+                key = load_key(path, selector=entry["selector"], algorithm=entry["algorithm"])
+            parsed[cache_key] = key
+            return key
         except (OSError, ValueError) as exc:
             log.error(
                 "dkim_key_unusable",
