@@ -32,6 +32,8 @@ class Egress:
     def __init__(self, *, routing: RoutingSettings, tls: TlsPolicy) -> None:
         self._routing = routing
         self._tls = tls
+        # By route: one per egress pool in the settings (path_for refuses any other), so it
+        # is bounded by the configuration, not by traffic.
         self._turns: dict[str, Iterator[str]] = {}
 
     def path_for(self, task: DeliveryTask) -> ConnectPath:
