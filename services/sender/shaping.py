@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from services.common.bounded import MISSING, BoundedMap
+
 
 class ProviderClass(BaseModel):
     """MX hosts matching pattern (a regex, searched in the lower-cased host name)."""
@@ -75,6 +77,11 @@ class TokenBucket:
         """Returns a reserved token that will not be used."""
         self._tokens += 1
 
+    def full_in(self) -> float:
+        """Seconds from the last reservation until the bucket is full again: from then on it
+        is the same as a new one."""
+        return max(0.0, self._burst - self._tokens) / self._rate
+
 
 @dataclass(frozen=True)
 class Destination:
@@ -82,10 +89,26 @@ class Destination:
     key: str  # what the limits apply to: the provider for known ones, else the address
 
 
+# Rate buckets held at once. Keys are the classes, plus an address for every MX of the "other"
+# class when it has a rate. A bucket is dropped once it has refilled, which changes nothing;
+# past the bound the least recently used goes early, and its destination gets up to one
+# burst more than its rate.
+MAX_BUCKETS = 10_000
+
+
 class Shaper:
-    def __init__(self, *, classes: list[ProviderClass]) -> None:
+    def __init__(
+        self,
+        *,
+        classes: list[ProviderClass],
+        max_buckets: int = MAX_BUCKETS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._classes = [(c, re.compile(c.pattern)) for c in classes]
-        self._buckets: dict[str, TokenBucket] = {}
+        self._clock = clock
+        self._buckets: BoundedMap[str, TokenBucket] = BoundedMap(
+            max_entries=max_buckets, clock=clock
+        )
 
     def destination(self, *, host: str, address: str) -> Destination:
         provider = next(c for c, rx in self._classes if rx.search(host.lower()))
@@ -97,11 +120,13 @@ class Shaper:
         if rate <= 0:
             return 0.0
         bucket = self._buckets.get(destination.key)
-        if bucket is None:
-            bucket = self._buckets[destination.key] = TokenBucket(rate=rate, burst=max(1, rate))
-        return bucket.reserve()
+        if bucket is MISSING:
+            bucket = TokenBucket(rate=rate, burst=max(1, rate), clock=self._clock)
+        wait = bucket.reserve()
+        self._buckets.put(destination.key, bucket, ttl_s=bucket.full_in())
+        return wait
 
     def give_back(self, destination: Destination) -> None:
         bucket = self._buckets.get(destination.key)
-        if bucket is not None:
+        if bucket is not MISSING:
             bucket.give_back()
