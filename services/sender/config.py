@@ -22,6 +22,10 @@ class SmtpSettings(BaseModel):
     provider_classes_extra: list[ProviderClass] = Field(default_factory=list)
     # The longest a send waits in place for its destination's rate; longer is DEFERRED.
     max_rate_wait_s: float = 2.0
+    # MX addresses (per port, verified name and route) whose idle connections are kept for
+    # reuse; past it the least recently used one's are closed (with QUIT). Open idle
+    # connections are at most this times a provider class's connections, usually far fewer.
+    max_idle_pools: int = Field(default=512, ge=1)
     # STARTTLS whenever offered (certificate not checked); see services/sender/tls.py.
     opportunistic_tls: bool = True
     # Recipient domains whose mail goes only over STARTTLS with a verified certificate.

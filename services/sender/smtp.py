@@ -13,6 +13,7 @@ import aiosmtplib
 import idna
 
 from services.common.avro.records import MxHost
+from services.common.bounded import MISSING, BoundedMap
 from services.common.metrics import (
     SMTP_CONNECTIONS,
     SMTP_RATE_LIMITED,
@@ -58,6 +59,15 @@ class _Conn:
         self.provider = ""  # the provider class it was opened for, for the gauges
 
 
+class _Slots:
+    def __init__(self, slots: PrioritySlots) -> None:
+        self.slots = slots
+        self.users = 0  # tasks holding or waiting for one of its slots
+
+
+_PoolKey = tuple[str, int, str, str]  # MX address, port, verified host name, route
+
+
 class SmtpPool:
     def __init__(
         self, *, settings: SmtpSettings, tls: TlsPolicy, shaper: Shaper, egress: Egress
@@ -68,9 +78,19 @@ class SmtpPool:
         self._egress = egress
         # Pooled per (address, port, verified name, route): a connection made without verified
         # TLS is never reused where TLS is required, nor one verified for another MX name, nor
-        # one bound to another egress pool or authenticated to another relay.
-        self._idle: dict[tuple[str, int, str, str], list[_Conn]] = {}
-        self._slots: dict[str, PrioritySlots] = {}
+        # one bound to another egress pool or authenticated to another relay. Only keys with
+        # idle connections are held, at most max_idle_pools: checking in to one more closes
+        # the idle connections of the least recently used (never one in use: a connection in
+        # use is in no list).
+        self._idle: BoundedMap[_PoolKey, list[_Conn]] = BoundedMap(
+            max_entries=settings.max_idle_pools
+        )
+        # Closings of evicted idle connections under way.
+        self._closing: set[asyncio.Task[None]] = set()
+        # Slots of the destinations being sent to or waited for now; a destination no task
+        # holds or waits for is dropped (all its slots free: the same as a new one), so this
+        # is bounded by the sends in flight.
+        self._slots: dict[str, _Slots] = {}
 
     async def send(
         self,
@@ -138,19 +158,26 @@ class SmtpPool:
     @contextlib.asynccontextmanager
     async def _slot(self, destination: Destination, rank: int) -> AsyncIterator[None]:
         """One of the destination's connection slots, counted while waited for."""
-        slots = self._slots.setdefault(
-            destination.key, PrioritySlots(slots=destination.provider.connections)
-        )
-        waiters = SMTP_SLOT_WAITERS.labels(destination.provider.name)
-        waiters.inc()
+        key = destination.key
+        held = self._slots.get(key)
+        if held is None:
+            held = self._slots[key] = _Slots(PrioritySlots(slots=destination.provider.connections))
+        held.users += 1
         try:
-            await slots.acquire(rank)
+            waiters = SMTP_SLOT_WAITERS.labels(destination.provider.name)
+            waiters.inc()
+            try:
+                await held.slots.acquire(rank)
+            finally:
+                waiters.dec()
+            try:
+                yield
+            finally:
+                held.slots.release()
         finally:
-            waiters.dec()
-        try:
-            yield
-        finally:
-            slots.release()
+            held.users -= 1
+            if held.users == 0:
+                del self._slots[key]
 
     async def _transaction(
         self, conn: _Conn, host: str, mail_from: str, recipient: str, data: bytes
@@ -187,9 +214,12 @@ class SmtpPool:
         return Attempt(host, response.code, response.message, tls)
 
     async def _checkout(self, mx: MxHost, path: ConnectPath, provider: str) -> _Conn:
-        idle = self._idle.setdefault(self._pool_key(mx, path), [])
-        while idle:
+        key = self._pool_key(mx, path)
+        idle = self._idle.get(key)
+        while idle is not MISSING and idle:
             conn = idle.pop()
+            if not idle:
+                self._idle.pop(key)
             SMTP_CONNECTIONS.labels(conn.provider, "idle").dec()
             if conn.client.is_connected:
                 SMTP_CONNECTIONS.labels(conn.provider, "busy").inc()
@@ -257,19 +287,33 @@ class SmtpPool:
             raise TlsUnavailable(f"STARTTLS with {mx.host} failed: {exc}") from exc
         return _Conn(client)
 
-    def _pool_key(self, mx: MxHost, path: ConnectPath) -> tuple[str, int, str, str]:
+    def _pool_key(self, mx: MxHost, path: ConnectPath) -> _PoolKey:
         verified = mx.host.lower() if path.tls == "required" else ""
         return (mx.address, mx.port or self._settings.port, verified, path.route)
 
-    async def _checkin(
-        self, key: tuple[str, int, str, str], conn: _Conn, *, reusable: bool
-    ) -> None:
-        if reusable and conn.client.is_connected:
-            SMTP_CONNECTIONS.labels(conn.provider, "busy").dec()
-            SMTP_CONNECTIONS.labels(conn.provider, "idle").inc()
-            self._idle.setdefault(key, []).append(conn)
-        else:
+    async def _checkin(self, key: _PoolKey, conn: _Conn, *, reusable: bool) -> None:
+        if not (reusable and conn.client.is_connected):
             await self._discard(conn)
+            return
+        SMTP_CONNECTIONS.labels(conn.provider, "busy").dec()
+        SMTP_CONNECTIONS.labels(conn.provider, "idle").inc()
+        idle = self._idle.get(key)
+        if idle is not MISSING:
+            idle.append(conn)
+            return
+        for _, evicted in self._idle.put(key, [conn]):
+            self._retire(evicted)
+
+    def _retire(self, conns: list[_Conn]) -> None:
+        """Closes evicted idle connections (out of the map: no task can check them out) off
+        the path of the send that evicted them, which a QUIT to a slow host must not hold."""
+        task = asyncio.create_task(self._discard_all(conns, state="idle"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _discard_all(self, conns: list[_Conn], *, state: str) -> None:
+        for conn in conns:
+            await self._discard(conn, state=state)
 
     async def _discard(self, conn: _Conn, *, state: str = "busy") -> None:
         SMTP_CONNECTIONS.labels(conn.provider, state).dec()
@@ -279,10 +323,9 @@ class SmtpPool:
         conn.client.close()
 
     async def close(self) -> None:
-        for conns in self._idle.values():
-            for conn in conns:
-                await self._discard(conn, state="idle")
-        self._idle.clear()
+        for conns in self._idle.drain():
+            await self._discard_all(conns, state="idle")
+        await asyncio.gather(*self._closing)
 
 
 def _envelope(address: str) -> str:
