@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.errors import ConfigError
+from services.common.lifecycle import os_reason
 from services.common.logging import get_logger
 from services.common.metrics import READY_CHECK
 
@@ -86,12 +86,9 @@ class HealthServer:
         try:
             self._server = await asyncio.start_server(self._serve, self._host, self._port)
         except OSError as exc:
-            # asyncio wraps bind errors in a sentence naming the address: keep the reason.
-            errno = exc.errno or 0
-            reason = os.strerror(errno) if errno > 0 else exc.strerror or str(exc)
             raise ConfigError(
                 f"cannot listen on {self._host}:{self._port} for /livez, /readyz and /metrics:"
-                f" {reason} (set by MAILSTREAM_HEALTH__HOST and MAILSTREAM_HEALTH__PORT)"
+                f" {os_reason(exc)} (set by MAILSTREAM_HEALTH__HOST and MAILSTREAM_HEALTH__PORT)"
             ) from None
         port = int(self._server.sockets[0].getsockname()[1])
         log.info("health_listening", host=self._host, port=port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -27,6 +28,7 @@ EXIT_MISCONFIGURED = 2
 _SHOWN_ERRORS = 3
 _SECRET = re.compile(r"password|secret|token|key", re.IGNORECASE)
 
+Loc = tuple[int | str, ...]
 S = TypeVar("S", bound=BaseSettings)
 C = TypeVar("C", bound=CommonSettings)
 
@@ -60,13 +62,28 @@ def load_settings(cls: type[S]) -> S:
 def settings_problems(cls: type[BaseSettings], exc: ValidationError) -> str:
     """One line: `MAILSTREAM_KAFKA__MAX_IN_FLIGHT: Input should be ... (got 'abc')`, each
     error named by the variable that sets it, and where inside its JSON value if it has one."""
+
+    def locate(loc: Loc) -> str:
+        variable, inside = _variable(cls, loc)
+        return f"{variable}: {inside}" if inside else variable
+
+    return validation_problems(exc, locate=locate)
+
+
+def validation_problems(exc: ValidationError, *, locate: Callable[[Loc], str] | None = None) -> str:
+    """One line for the errors of any pydantic model (an operator's file, settings): each as
+    `where: message (got value)`, where by default a path like `tenants[0].id`."""
     problems = []
     for error in exc.errors(include_url=False):
-        variable, inside = _variable(cls, error["loc"])
-        where = f"{variable}: {inside}: " if inside else f"{variable}: "
-        problems.append(where + error["msg"] + _shown_input(error["loc"], error["input"]))
+        where = (locate or _path)(error["loc"])
+        shown = _shown_input(error["loc"], error["input"])
+        problems.append(f"{where}: {error['msg']}{shown}" if where else error["msg"] + shown)
     more = len(problems) - _SHOWN_ERRORS
     return "; ".join(problems[:_SHOWN_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _path(loc: Loc) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def unparsable_setting(cls: type[BaseSettings], exc: SettingsError) -> str:
@@ -76,7 +93,8 @@ def unparsable_setting(cls: type[BaseSettings], exc: SettingsError) -> str:
         return str(exc)
     field = match.group(1)
     variable, _ = _variable(cls, (field,))
-    if _model(cls.model_fields[field].annotation) is not None:  # nested settings
+    info = cls.model_fields.get(field)
+    if info is not None and _model(info.annotation) is not None:  # nested settings
         variable = f"{variable} or a {variable}{_delimiter(cls)}* variable"
     cause = exc.__cause__
     if isinstance(cause, json.JSONDecodeError):
@@ -94,7 +112,7 @@ def _delimiter(cls: type[BaseSettings]) -> str:
     return cls.model_config.get("env_nested_delimiter") or "__"
 
 
-def _variable(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> tuple[str, str]:
+def _variable(cls: type[BaseSettings], loc: Loc) -> tuple[str, str]:
     """The variable that sets loc (as far as settings models reach), and the path inside it."""
     names: list[str] = []
     model: type[BaseModel] | None = cls
@@ -105,16 +123,22 @@ def _variable(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> tuple[str,
         model = _model(model.model_fields[str(name)].annotation)
     prefix = cls.model_config.get("env_prefix") or ""
     variable = prefix + _delimiter(cls).join(names).upper() if names else f"{prefix}*"
-    inside = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
-    return variable, inside
+    return variable, _path(tuple(rest))
 
 
-def _shown_input(loc: tuple[int | str, ...], value: object) -> str:
+def _shown_input(loc: Loc, value: object) -> str:
     """The rejected value, when it is a short scalar that cannot be a secret."""
     if not isinstance(value, str | int | float) or any(_SECRET.search(str(p)) for p in loc):
         return ""
     shown = repr(value)
     return f" (got {shown[:60]}...)" if len(shown) > 60 else f" (got {shown})"
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a bind or a lookup failed, without the sentence asyncio wraps it in (which names
+    the address the caller names anyway): "Address already in use"."""
+    errno = exc.errno or 0
+    return os.strerror(errno) if errno > 0 else exc.strerror or str(exc)
 
 
 def misconfigured(name: str, exc: ConfigError) -> NoReturn:
