@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.common.addresses import normalize_address
-from services.common.avro.records import EmailRequested
+from services.common.avro.records import Attachment, EmailRequested
 from services.common.header_text import unsafe_text
 from services.common.tenants import Tenant
 from services.ingest import reasons
@@ -17,7 +19,41 @@ MAX_TO = 50
 # The contract bounds To only; Cc and Bcc are bounded too, so one request cannot fan out to
 # thousands of deliveries (each recipient gets its own SMTP transaction and events).
 MAX_RECIPIENTS = 100
-_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")  # fullmatch: "$" would let one final LF in
+
+# Each attachment is one MIME part the router builds through the email package; 20 is more
+# than transactional mail carries and bounds the parts a receiver has to scan.
+MAX_ATTACHMENTS = 20
+# Attachments are base64 in the built message (4/3, plus CRLF every 76 characters), so 4 MiB
+# of content builds to about 5.5 MiB, under the router's default 6 MiB max_message_bytes. At
+# the default 900 KiB request limit request_too_large refuses first; this bound holds when an
+# operator raises that limit, so ingest refuses what the router could only reject later.
+MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
+MAX_FILENAME = 255  # characters: the usual file system limit on one name
+MAX_CONTENT_TYPE = 255  # RFC 6838 allows 127 characters each for type and subtype
+MAX_CONTENT_TYPE_PARAMETERS = 4
+# Tags are echoed on every EmailEvent of the message and stored with it, so they are bounded
+# and kept to text that logs, CSV exports and analytics read back unchanged.
+MAX_TAGS = 32
+MAX_TAG_VALUE = 256
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_DETAIL = 80  # characters of a client's text quoted in a verdict's detail
+
+# RFC 6838 4.2 restricted-name, for types, subtypes and parameter names (no "*": an RFC 2231
+# extended parameter is refused, not decoded). Parameter values are RFC 2045 tokens of RFC 2231
+# attribute-chars: no quoted strings (so no "=?" encoded word, no escapes) and none of "*'%",
+# which the email package reads as RFC 2231 syntax, dropping the parameter it writes.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_TOKEN = r"[!#$&+\-.0-9A-Z^_`a-z{|}~]+"
+_PARAMETER = re.compile(f" *; *({_NAME})=({_TOKEN})")
+_CONTENT_TYPE = re.compile(f"({_NAME})/({_NAME})((?:{_PARAMETER.pattern})*)")
+# The router base64-encodes every attachment, which RFC 2046 forbids for these: a multipart
+# needs its boundary and parts in the clear, a message/* body may only be 7bit, 8bit or binary.
+_CONTAINER_TYPES = {"multipart", "message"}
+# Control (Cc), format (Cf: bidi overrides that make "invoice\u202efdp.exe" read as a PDF,
+# zero-width characters), surrogate (Cs) and line and paragraph separator characters.
+_NOT_IN_FILENAMES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+_NOT_IN_TAGS = {"Cc", "Cs", "Zl", "Zp"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +79,7 @@ def validate(
     def normalize(address: str) -> str | None:
         return normalize_address(address, allow_test_domains=allow_test_domains)
 
-    if not _MESSAGE_ID.match(request.message_id):
+    if not _MESSAGE_ID.fullmatch(request.message_id):
         return Verdict(reasons.MESSAGE_ID_INVALID, "1 to 128 printable ASCII characters")
     if encoded_size > max_bytes:
         return Verdict(reasons.REQUEST_TOO_LARGE, f"{encoded_size} > {max_bytes} bytes")
@@ -70,9 +106,9 @@ def validate(
         return Verdict(reasons.LIST_UNSUBSCRIBE_MISSING, "bulk mail needs List-Unsubscribe")
     for name, value in request.headers.items():
         if not header_allowed(name):
-            return Verdict(reasons.HEADER_NOT_ALLOWED, name[:80])
+            return Verdict(reasons.HEADER_NOT_ALLOWED, _clip(name))
         if unsafe_text(value):
-            return Verdict(reasons.HEADER_VALUE_INVALID, name[:80])
+            return Verdict(reasons.HEADER_VALUE_INVALID, _clip(name))
     texts = [
         request.subject,
         request.from_name,
@@ -80,6 +116,9 @@ def validate(
     ]
     if any(t is not None and unsafe_text(t) for t in texts):
         return Verdict(reasons.HEADER_VALUE_INVALID, "line break or control character in a header")
+    refused = _attachments_refused(request.attachments) or _tags_refused(request.tags)
+    if refused is not None:
+        return refused
     recipients: list[str] = []
     invalid: list[tuple[str, str]] = []
     for r in [*request.to, *request.cc, *request.bcc]:
@@ -89,3 +128,76 @@ def validate(
         elif normalized not in recipients:
             recipients.append(normalized)
     return Verdict(recipients=recipients, invalid_recipients=invalid)
+
+
+def _attachments_refused(attachments: list[Attachment]) -> Verdict | None:
+    if len(attachments) > MAX_ATTACHMENTS:
+        return Verdict(reasons.ATTACHMENTS_TOO_MANY, f"{len(attachments)} > {MAX_ATTACHMENTS}")
+    total = sum(len(a.content) for a in attachments)
+    if total > MAX_ATTACHMENT_BYTES:
+        return Verdict(reasons.ATTACHMENTS_TOO_LARGE, f"{total} > {MAX_ATTACHMENT_BYTES} bytes")
+    for i, attachment in enumerate(attachments):
+        problem = _filename_problem(attachment.filename)
+        if problem is not None:
+            return Verdict(reasons.ATTACHMENT_INVALID, f"attachments[{i}].filename: {problem}")
+        problem = _content_type_problem(attachment.content_type)
+        if problem is not None:
+            return Verdict(reasons.ATTACHMENT_INVALID, f"attachments[{i}].content_type: {problem}")
+    return None
+
+
+def _filename_problem(name: str) -> str | None:
+    """Any text a person would call a file name, non-ASCII included (the router writes it as
+    RFC 2231 parameter continuations); never a path, a control or an invisible character."""
+    if len(name) > MAX_FILENAME:
+        return f"{len(name)} > {MAX_FILENAME} characters"
+    if any(unicodedata.category(c) in _NOT_IN_FILENAMES for c in name):
+        return "a control, format or line separator character"
+    if not name.strip():
+        return "empty"
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        return "a path, not a file name"
+    if "=?" in name:
+        # RFC 2047 5: no encoded word in a Content-Disposition parameter. The email package
+        # decodes one anyway, and writes a decoded CR LF as a new header line of the part.
+        return "'=?', the start of an RFC 2047 encoded word; send the text itself"
+    return None
+
+
+def _content_type_problem(value: str) -> str | None:
+    """type/subtype per RFC 6838, optionally with token-valued RFC 2045 parameters."""
+    if len(value) > MAX_CONTENT_TYPE:
+        return f"{len(value)} > {MAX_CONTENT_TYPE} characters"
+    found = _CONTENT_TYPE.fullmatch(value)
+    if found is None:
+        return f"not a type/subtype media type: {_clip(value)}"
+    if found[1].lower() in _CONTAINER_TYPES:
+        return f"{found[1].lower()}/* cannot be sent as a base64 attachment"
+    names = [name.lower() for name, _ in _PARAMETER.findall(found[3])]
+    if len(names) > MAX_CONTENT_TYPE_PARAMETERS:
+        return f"{len(names)} > {MAX_CONTENT_TYPE_PARAMETERS} parameters"
+    if len(set(names)) < len(names):
+        return "a parameter given twice"
+    if "name" in names:
+        # Some readers show Content-Type's name over the filename: one name, the validated one.
+        return "a name parameter; the filename field names the attachment"
+    return None
+
+
+def _tags_refused(tags: Mapping[str, str]) -> Verdict | None:
+    if len(tags) > MAX_TAGS:
+        return Verdict(reasons.TAGS_TOO_MANY, f"{len(tags)} > {MAX_TAGS}")
+    for key, value in tags.items():
+        if not _TAG_KEY.fullmatch(key):
+            return Verdict(reasons.TAG_INVALID, f"key {_clip(key)}: 1 to 64 of A-Z a-z 0-9 _ . : -")
+        if len(value) > MAX_TAG_VALUE:
+            return Verdict(reasons.TAG_INVALID, f"{key}: {len(value)} > {MAX_TAG_VALUE} characters")
+        if any(unicodedata.category(c) in _NOT_IN_TAGS for c in value):
+            return Verdict(reasons.TAG_INVALID, f"{key}: a control or line separator character")
+    return None
+
+
+def _clip(text: str) -> str:
+    """A client's text for a log line: escaped (no control character reaches the log) and cut."""
+    shown = ascii(text)
+    return shown if len(shown) <= _DETAIL else shown[: _DETAIL - 3] + "..."

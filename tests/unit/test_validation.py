@@ -1,12 +1,12 @@
 import pytest
 
 from services.common.addresses import normalize_address
-from services.common.avro.records import EmailRequested, Recipient
+from services.common.avro.records import Attachment, EmailRequested, Recipient
 from services.common.header_text import unsafe_text
 from services.common.tenants import Tenant
 from services.ingest import reasons
 from services.ingest.headers_policy import header_allowed
-from services.ingest.validation import validate
+from services.ingest.validation import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_TAGS, validate
 
 TENANT = Tenant("acme", frozenset({"acme.example"}))
 
@@ -170,3 +170,187 @@ def test_cc_and_bcc_count_towards_a_cap_of_100_recipients() -> None:
     over = request(to=many, cc=many, bcc=[Recipient("one@example.org")])
     verdict = validate(over, TENANT, encoded_size=10, max_bytes=10**6)
     assert verdict.rejected_reason == reasons.RECIPIENTS_TOO_MANY
+
+
+def attachment(filename: str = "report.pdf", content_type: str = "application/pdf") -> Attachment:
+    return Attachment(filename=filename, content_type=content_type, content=b"%PDF")
+
+
+def rejection(req: EmailRequested, max_bytes: int = 10**7) -> tuple[str | None, str]:
+    result = validate(req, TENANT, encoded_size=10, max_bytes=max_bytes)
+    return result.rejected_reason, result.detail
+
+
+@pytest.mark.parametrize(
+    ("filename", "problem"),
+    [
+        ("a\r\nContent-Type: text/html.pdf", "control"),
+        ("report\n.pdf", "control"),
+        ("report\r.pdf", "control"),
+        ("report\x00.pdf", "control"),
+        ("report\t.pdf", "control"),
+        ("report\x1b[31m.pdf", "control"),
+        ("report\x7f.pdf", "control"),
+        ("report\x85.pdf", "control"),
+        ("report\u2028.pdf", "control"),
+        ("invoice\u202efdp.exe", "format"),  # shown right to left: "invoiceexe.pdf"
+        ("report\u200b.pdf", "format"),
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 256, "256 > 255"),
+        ("../../etc/passwd", "path"),
+        ("dir/report.pdf", "path"),
+        ("C:\\Users\\report.pdf", "path"),
+        ("..", "path"),
+        ("=?utf-8?q?a=0D=0ABcc:_evil@example.org?=", "encoded word"),
+        ("=?utf-8?q?caf=C3=A9?=.pdf", "encoded word"),
+    ],
+)
+def test_attachment_filenames_are_refused(filename: str, problem: str) -> None:
+    reason, detail = rejection(request(attachments=[attachment(), attachment(filename=filename)]))
+    assert reason == reasons.ATTACHMENT_INVALID
+    assert detail.startswith("attachments[1].filename: ") and problem in detail
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "résumé.pdf",  # written as RFC 2231 filename*=utf-8''r%C3%A9sum%C3%A9.pdf
+        "отчёт 2026.xlsx",
+        "日本語のファイル名.txt",
+        "👍.png",
+        "x" * 255,
+        "a b  c.txt",
+        'quote"d.txt',
+        "semi;colon=equals.txt",
+        ".profile",
+        "100%.txt",
+    ],
+)
+def test_attachment_filenames_are_accepted(filename: str) -> None:
+    assert rejection(request(attachments=[attachment(filename=filename)])) == (None, "")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "problem"),
+    [
+        ("text/plain\r\nBcc: evil@example.org", "media type"),
+        ("text/plain\nX: y", "media type"),
+        ("text/plain\x00", "media type"),
+        ("text/plain\n", "media type"),  # re.match with "$" would have let this in
+        ("", "media type"),
+        ("pdf", "media type"),
+        ("text/", "media type"),
+        ("/plain", "media type"),
+        ("text/plain/html", "media type"),
+        ("text /plain", "media type"),
+        ("té/plain", "media type"),
+        (".hidden/type", "media type"),
+        ("text/plain;", "media type"),
+        ("text/plain; charset", "media type"),
+        ('text/plain; charset="utf-8"', "media type"),  # no quoted strings: no escapes, no =?
+        ("text/plain; charset==?utf-8?q?=0D=0A?=", "media type"),
+        ("text/plain; name*=utf-8''evil.exe", "media type"),  # RFC 2231: not decoded here
+        ("text/plain; charset=utf-8\r\nX: y", "media type"),
+        ("a" * 127 + "/" + "b" * 127 + ";c=d", "259 > 255"),
+        ("a/" + "b" * 128, "media type"),  # RFC 6838: at most 127 characters
+        ("multipart/mixed", "multipart/*"),
+        ("Multipart/Alternative", "multipart/*"),
+        ("message/rfc822", "message/*"),
+        ("text/plain; charset=utf-8; charset=latin1", "twice"),
+        ("text/plain; Charset=utf-8; charset=latin1", "twice"),
+        ("text/plain; name=evil.exe", "name parameter"),
+        ("text/plain; a=1; b=2; c=3; d=4; e=5", "5 > 4"),
+        ("text/plain; x=a*b", "media type"),  # the email package would drop these three
+        ("text/plain; x=it's", "media type"),
+        ("text/plain; x=%41", "media type"),
+    ],
+)
+def test_attachment_content_types_are_refused(content_type: str, problem: str) -> None:
+    reason, detail = rejection(request(attachments=[attachment(content_type=content_type)]))
+    assert reason == reasons.ATTACHMENT_INVALID
+    assert detail.startswith("attachments[0].content_type: ") and problem in detail
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "image/svg+xml",
+        "application/vnd.ms-excel.sheet.macroEnabled.12",
+        "Text/CSV",
+        "text/plain; charset=utf-8",  # RFC 2045 parameters, token values only
+        "text/plain;charset=UTF-8",
+        "text/csv; charset=utf-8; header=present",
+        "application/x-pkcs7-signature",
+        "a" * 127 + "/" + "b" * 127,
+    ],
+)
+def test_attachment_content_types_are_accepted(content_type: str) -> None:
+    assert rejection(request(attachments=[attachment(content_type=content_type)])) == (None, "")
+
+
+def test_attachment_count_and_total_size_are_bounded() -> None:
+    at_cap = request(attachments=[attachment()] * MAX_ATTACHMENTS)
+    assert rejection(at_cap) == (None, "")
+    over = request(attachments=[attachment()] * (MAX_ATTACHMENTS + 1))
+    assert rejection(over) == (reasons.ATTACHMENTS_TOO_MANY, "21 > 20")
+    half = MAX_ATTACHMENT_BYTES // 2
+    big = [Attachment("a.bin", "application/octet-stream", b"\0" * half)] * 2
+    assert rejection(request(attachments=big)) == (None, "")
+    bigger = [*big, Attachment("b.bin", "application/octet-stream", b"\0")]
+    reason, detail = rejection(request(attachments=bigger))
+    assert reason == reasons.ATTACHMENTS_TOO_LARGE and detail.endswith("> 4194304 bytes")
+
+
+def test_the_request_size_limit_still_comes_first() -> None:
+    """At the default 900 KiB limit an oversized attachment is request_too_large."""
+    req = request(attachments=[attachment()] * (MAX_ATTACHMENTS + 1))
+    assert validate(req, TENANT, encoded_size=921_601, max_bytes=921_600).rejected_reason == (
+        reasons.REQUEST_TOO_LARGE
+    )
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason", "problem"),
+    [
+        ({"": "v"}, reasons.TAG_INVALID, "key ''"),
+        ({"k" * 65: "v"}, reasons.TAG_INVALID, "key"),
+        ({"campaign\r\nBcc": "v"}, reasons.TAG_INVALID, "key 'campaign\\r\\nBcc'"),
+        ({"with space": "v"}, reasons.TAG_INVALID, "key"),
+        ({"ключ": "v"}, reasons.TAG_INVALID, "key '\\u043a"),
+        ({"k=v": "v"}, reasons.TAG_INVALID, "key"),
+        ({"k": "v" * 257}, reasons.TAG_INVALID, "k: 257 > 256"),
+        ({"k": "a\r\nb"}, reasons.TAG_INVALID, "k: a control"),
+        ({"k": "a\x00b"}, reasons.TAG_INVALID, "k: a control"),
+        ({"k": "a\tb"}, reasons.TAG_INVALID, "k: a control"),
+        ({"k": "a\u2029b"}, reasons.TAG_INVALID, "k: a control"),
+        ({f"t{i}": "v" for i in range(33)}, reasons.TAGS_TOO_MANY, "33 > 32"),
+    ],
+)
+def test_tags_are_refused(tags: dict[str, str], reason: str, problem: str) -> None:
+    got, detail = rejection(request(tags=tags))
+    assert got == reason and detail.startswith(problem)
+
+
+def test_tags_at_their_limits_are_accepted() -> None:
+    tags = {f"t{i}": "v" for i in range(MAX_TAGS - 2)}
+    tags |= {"A-Za-z0-9_.:-" + "k" * 51: "é" * 256, "empty": ""}
+    assert len(tags) == MAX_TAGS
+    assert rejection(request(tags=tags)) == (None, "")
+
+
+@pytest.mark.parametrize("name", ["X-Tag\n", "X-Tag\r\n", "List-Unsubscribe\n"])
+def test_header_names_ending_in_a_line_feed_are_refused(name: str) -> None:
+    assert not header_allowed(name)
+    assert rejection(request(headers={name: "v"}))[0] == reasons.HEADER_NOT_ALLOWED
+
+
+def test_message_ids_ending_in_a_line_feed_are_refused() -> None:
+    assert rejection(request(message_id="m-1\n"))[0] == reasons.MESSAGE_ID_INVALID
+
+
+def test_a_detail_never_carries_a_raw_control_character_and_is_cut() -> None:
+    _, detail = rejection(request(headers={"X-" + "\r\n" * 100: "v"}))
+    assert detail.isprintable() and len(detail) <= 80
