@@ -15,6 +15,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.cli.output import table
 from services.common.config import REPO_ROOT
+from services.common.errors import ConfigError
+from services.common.lifecycle import os_reason
 
 DEFAULT_DIR = REPO_ROOT / ".state" / "inbox"
 
@@ -49,17 +51,22 @@ class InboxHandler:
 async def _serve(host: str, port: int, folder: Path) -> None:
     handler = InboxHandler(folder)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(
-            handler,
-            hostname="inbox.mailstream.test",
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            data_size_limit=50 * 1024 * 1024,
-        ),
-        host=host,
-        port=port,
-    )
+    try:
+        server = await loop.create_server(
+            lambda: SMTP(
+                handler,
+                hostname="inbox.mailstream.test",
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                data_size_limit=50 * 1024 * 1024,
+            ),
+            host=host,
+            port=port,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {os_reason(exc)} (--host, --port)"
+        ) from None
     click.echo(f"inbox listening on {host}:{port}, storing in {folder}")
     async with server:
         await server.serve_forever()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.common.config import CommonSettings
+from services.common.lifecycle import load_settings
 
 
 class CliSettings(CommonSettings):
@@ -10,4 +11,5 @@ class CliSettings(CommonSettings):
 
 
 def load() -> CliSettings:
-    return CliSettings()
+    """ConfigError naming each malformed MAILSTREAM_* variable, in one line."""
+    return load_settings(CliSettings)

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
-from cassandra.cluster import Session
 
+from services.cli.keyspace import keyspace_session
 from services.cli.output import table
-from services.cli.settings import load
-from services.common.cassandra.session import connect, ms_from_cql
+from services.common.cassandra.session import ms_from_cql
 
 MANUAL = "manual"
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
-        yield session
-    finally:
-        cluster.shutdown()
 
 
 def _address(value: str) -> str:
@@ -52,7 +39,7 @@ _tenant = click.option("--tenant", required=True, help="The tenant whose list th
 @_tenant
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 def list_(tenant: str, limit: int) -> None:
-    with _session() as session:
+    with keyspace_session() as session:
         rows: list[Any] = list(
             session.execute(
                 "SELECT address, reason, created_at, expires_at FROM suppressions"
@@ -86,7 +73,7 @@ def add(tenant: str, address: str, reason: str, expires_in: float | None) -> Non
     normalized = _address(address)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     expires = now + dt.timedelta(days=expires_in) if expires_in is not None else None
-    with _session() as session:
+    with keyspace_session() as session:
         session.execute(
             "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
             " VALUES (%s, %s, %s, %s, %s)",
@@ -100,7 +87,7 @@ def add(tenant: str, address: str, reason: str, expires_in: float | None) -> Non
 @click.argument("address")
 def remove(tenant: str, address: str) -> None:
     normalized = _address(address)
-    with _session() as session:
+    with keyspace_session() as session:
         found = list(
             session.execute(
                 "SELECT address FROM suppressions WHERE tenant_id = %s AND address = %s",

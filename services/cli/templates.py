@@ -13,11 +13,12 @@ import yaml
 from cassandra.cluster import Session
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.cli.keyspace import keyspace_session
 from services.cli.output import table
-from services.cli.settings import load
 from services.common.avro.records import TemplateRef
-from services.common.cassandra.session import AsyncSession, connect
+from services.common.cassandra.session import AsyncSession
 from services.common.errors import ConfigError
+from services.common.lifecycle import validation_problems
 from services.router.render import Rendered, RenderError, RenderLimits, check_syntax
 from services.router.templates import (
     LOCALE_PATTERN,
@@ -79,8 +80,10 @@ def read_templates_file(path: Path) -> TemplatesFile:
     entries of one template agree on its default locale."""
     try:
         spec = TemplatesFile.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {' '.join(str(exc).split())}") from None
     seen: dict[tuple[str, str], str] = {}
     labels: set[str] = set()
     for t in spec.templates:
@@ -198,25 +201,19 @@ def templates() -> None:
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
 def apply(path: Path) -> None:
     spec = read_templates_file(path)
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
+    with keyspace_session() as session:
         known = {row.tenant_id for row in session.execute("SELECT tenant_id FROM tenants")}
         unknown = sorted({t.tenant for t in spec.templates} - known)
         if unknown:
             raise ConfigError(f"{path}: unknown tenants: {', '.join(unknown)}")
         for (tenant, name), entries in _grouped(spec).items():
             _apply_one(session, tenant, name, entries)
-    finally:
-        cluster.shutdown()
 
 
 @templates.command(name="list", help="List stored templates and their latest versions.")
 @click.option("--tenant", help="Only this tenant's templates.")
 def list_templates(tenant: str | None) -> None:
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
+    with keyspace_session() as session:
         heads = sorted(
             (
                 row
@@ -235,8 +232,6 @@ def list_templates(tenant: str | None) -> None:
                 latest = f"v{stored[locale][0]}"
                 shown.append((head.tenant_id, head.name, locale, latest, head.default_locale))
         table(["TENANT", "NAME", "LOCALE", "LATEST", "DEFAULT"], shown, right=["LATEST"])
-    finally:
-        cluster.shutdown()
 
 
 @templates.command(help="Render template NAME with sample data; print it, save the HTML part.")
@@ -254,17 +249,13 @@ def preview(
     data_json: str,
     html_out: Path | None,
 ) -> None:
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
+    with keyspace_session() as session:
         store = TemplateStore(session=AsyncSession(session=session))
         ref = TemplateRef(name=name, version=version, locale=locale)
         try:
             resolved, rendered = asyncio.run(_preview(store, tenant, ref, data_json))
         except RenderError as exc:
             raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    finally:
-        cluster.shutdown()
     click.echo(f"template: {tenant}/{name} v{resolved.version} locale {resolved.locale}")
     click.echo(f"subject:  {rendered.subject}")
     if rendered.text is not None:
