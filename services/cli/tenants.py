@@ -1,18 +1,19 @@
-"""mailstream tenants apply|list: the tenants file is the truth."""
+"""mailstream tenants apply|list: the tenants file is the truth for the tenants it names."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.cli.keyspace import keyspace_session
 from services.cli.output import table
-from services.cli.settings import load
-from services.common.cassandra.session import connect
 from services.common.errors import ConfigError
+from services.common.lifecycle import validation_problems
 from services.common.routing import TenantRouting
 from services.sender.dkim import load_key
 
@@ -23,6 +24,9 @@ class DkimKey(BaseModel):
     algorithm: str = Field(pattern="^(rsa-sha256|ed25519-sha256)$")
     private_key_file: str
 
+
+# What `tenants apply` does to each tenant, one line each.
+ADDED, CHANGED, UNCHANGED, REMOVED = "added", "changed", "unchanged", "removed"
 
 _DOMAIN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
 
@@ -54,8 +58,14 @@ def read_tenants_file(path: Path) -> TenantsFile:
     the file) and every key parsed once, so a bad key fails here, not at send time."""
     try:
         spec = TenantsFile.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {' '.join(str(exc).split())}") from None
+    ids = [t.id for t in spec.tenants]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ConfigError(f"{path}: tenants appear twice: {', '.join(twice)}")
     for tenant in spec.tenants:
         for domain in tenant.sender_domains:
             for key in domain.dkim:
@@ -71,45 +81,67 @@ def read_tenants_file(path: Path) -> TenantsFile:
     return spec
 
 
+def stored_row(tenant: TenantSpec) -> tuple[frozenset[str], str]:
+    """What the tenants table keeps of a spec: its sender domains and the spec as JSON."""
+    domains = frozenset(d.domain for d in tenant.sender_domains)
+    return domains, json.dumps(tenant.model_dump(), sort_keys=True)
+
+
+def plan(
+    stored: Mapping[str, tuple[frozenset[str], str]], spec: TenantsFile, *, prune: bool
+) -> list[tuple[str, str]]:
+    """(change, tenant id): the file's tenants in its order, added, changed or unchanged; then
+    the stored ones it lacks, removed only with prune (a file may hold just some tenants)."""
+    changes = []
+    for tenant in spec.tenants:
+        row = stored.get(tenant.id)
+        change = ADDED if row is None else UNCHANGED if row == stored_row(tenant) else CHANGED
+        changes.append((change, tenant.id))
+    wanted = {t.id for t in spec.tenants}
+    missing = sorted(set(stored) - wanted)
+    changes += [(REMOVED if prune else UNCHANGED, gone) for gone in missing]
+    return changes
+
+
 @click.group(help="Tenants and their verified sender domains.")
 def tenants() -> None:
     pass
 
 
-@tenants.command(help="Make the stored tenants exactly those in FILE (idempotent).")
+@tenants.command(
+    help="Add the tenants in FILE and update those that differ (idempotent); with --prune, "
+    "also remove stored tenants FILE lacks."
+)
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
-def apply(path: Path) -> None:
+@click.option("--prune", is_flag=True, help="Remove stored tenants that FILE lacks.")
+@click.option("--dry-run", is_flag=True, help="Print the changes; write nothing.")
+def apply(path: Path, prune: bool, dry_run: bool) -> None:
     spec = read_tenants_file(path)
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
-        existing = {row.tenant_id for row in session.execute("SELECT tenant_id FROM tenants")}
-        wanted = {t.id for t in spec.tenants}
-        for tenant in spec.tenants:
-            session.execute(
-                "INSERT INTO tenants (tenant_id, sender_domains, spec_json, updated_at)"
-                " VALUES (%s, %s, %s, toTimestamp(now()))",
-                (
-                    tenant.id,
-                    {d.domain for d in tenant.sender_domains},
-                    json.dumps(tenant.model_dump(), sort_keys=True),
-                ),
-            )
-            click.echo(f"applied  {tenant.id}")
-        for gone in sorted(existing - wanted):
-            session.execute("DELETE FROM tenants WHERE tenant_id = %s", (gone,))
-            click.echo(f"removed  {gone}")
-    finally:
-        cluster.shutdown()
+    by_id = {t.id: t for t in spec.tenants}
+    with keyspace_session() as session:
+        rows = session.execute("SELECT tenant_id, sender_domains, spec_json FROM tenants")
+        stored = {r.tenant_id: (frozenset(r.sender_domains or ()), r.spec_json) for r in rows}
+        for change, tenant_id in plan(stored, spec, prune=prune):
+            note = "  (not in the file: --prune removes it)" if tenant_id not in by_id else ""
+            click.echo(f"{change:<9}  {tenant_id}{'' if change == REMOVED else note}")
+            if dry_run:
+                continue
+            if change in (ADDED, CHANGED):
+                domains, spec_json = stored_row(by_id[tenant_id])
+                session.execute(
+                    "INSERT INTO tenants (tenant_id, sender_domains, spec_json, updated_at)"
+                    " VALUES (%s, %s, %s, toTimestamp(now()))",
+                    (tenant_id, set(domains), spec_json),
+                )
+            elif change == REMOVED:
+                session.execute("DELETE FROM tenants WHERE tenant_id = %s", (tenant_id,))
+    if dry_run:
+        click.echo("dry run: nothing written")
 
 
 @tenants.command(name="list", help="List stored tenants.")
 def list_tenants() -> None:
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
+    with keyspace_session() as session:
         rows = session.execute("SELECT tenant_id, sender_domains FROM tenants")
         shown = sorted((r.tenant_id, ", ".join(sorted(r.sender_domains or []))) for r in rows)
-        table(["TENANT", "SENDER DOMAINS"], shown)
-    finally:
-        cluster.shutdown()
+    table(["TENANT", "SENDER DOMAINS"], shown)
