@@ -8,6 +8,7 @@ from services.cli.output import table
 from services.cli.settings import load
 from services.common.cassandra.migrations import migrate as apply_migrations
 from services.common.cassandra.migrations import status as migration_status
+from services.common.cassandra.retention import checked
 from services.common.cassandra.session import connect
 
 
@@ -16,18 +17,25 @@ def db() -> None:
     pass
 
 
-@db.command(help="Create the keyspace and apply pending CQL migrations.")
+@db.command(
+    help="Create the keyspace, apply pending migrations, and set the tables' TTLs and"
+    " compaction from MAILSTREAM_RETENTION__*."
+)
 def migrate() -> None:
-    settings = load().cassandra
+    common = load()
+    retention = checked(common)  # before anything is changed
+    settings = common.cassandra
     cluster, session = connect(settings)
     try:
-        applied = apply_migrations(session, settings)
+        done = apply_migrations(session, settings, retention=retention)
     finally:
         cluster.shutdown()
     click.echo(
         f"keyspace {settings.keyspace}: "
-        + (f"applied {', '.join(applied)}" if applied else "up to date")
+        + (f"applied {', '.join(done.applied)}" if done.applied else "up to date")
     )
+    if done.retention_changed:
+        click.echo(f"retention set on {', '.join(done.retention_changed)}")
 
 
 @db.command(help="List migrations and whether each is applied.")

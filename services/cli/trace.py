@@ -1,4 +1,4 @@
-"""mailstream trace MESSAGE_ID | --recipient ADDRESS"""
+"""mailstream trace MESSAGE_ID [--tenant T] | --recipient ADDRESS [--tenant T]"""
 
 from __future__ import annotations
 
@@ -18,23 +18,81 @@ def _fmt(ts: dt.datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ts else ""
 
 
-def timeline(session: Session, message_id: str) -> list[Any]:
+def tenants_of(session: Session, message_id: str) -> list[str]:
+    """The tenants that have a timeline for this message id (most often one)."""
+    rows = session.execute(
+        "SELECT tenant_id FROM message_tenants WHERE message_id = %s", (message_id,)
+    )
+    return [r.tenant_id for r in rows]
+
+
+def timeline(session: Session, tenant: str, message_id: str) -> list[Any]:
     return list(
         session.execute(
             "SELECT occurred_at, tenant_id, priority, recipient, type, attempt, reason, smtp_code,"
-            " smtp_text, mx_host, next_attempt_at FROM message_events WHERE message_id = %s",
-            (message_id,),
+            " smtp_text, mx_host, next_attempt_at FROM message_timeline"
+            " WHERE tenant_id = %s AND message_id = %s",
+            (tenant, message_id),
         )
     )
 
 
-@click.command(help="Show the whole timeline of a message, or recent messages to an address.")
+def by_recipient(session: Session, address: str, tenant: str | None, limit: int) -> list[Any]:
+    """The newest rows of the address, of one tenant or of every tenant that mailed it."""
+    address = address.strip().lower()
+    if tenant is not None:
+        tenants = [tenant]
+    else:
+        tenants = [
+            r.tenant_id
+            for r in session.execute(
+                "SELECT tenant_id FROM recipient_timeline WHERE recipient = %s"
+                " GROUP BY recipient, tenant_id",
+                (address,),
+            )
+        ]
+    rows = [
+        row
+        for t in tenants
+        for row in session.execute(
+            "SELECT occurred_at, tenant_id, message_id, type FROM recipient_timeline"
+            " WHERE recipient = %s AND tenant_id = %s LIMIT %s",
+            (address, t, limit),
+        )
+    ]
+    rows.sort(key=lambda r: r.occurred_at, reverse=True)
+    return rows[:limit]
+
+
+def _one_tenant(session: Session, message_id: str) -> str | None:
+    """The tenant of a message id given without --tenant: None while no tenant has it."""
+    tenants = tenants_of(session, message_id)
+    if len(tenants) > 1:
+        raise click.UsageError(
+            f"message id {message_id} is used by tenants {', '.join(map(repr, tenants))}:"
+            " give --tenant"
+        )
+    return tenants[0] if tenants else None
+
+
+@click.command(
+    help="Show the whole timeline of a message, or recent messages to an address. A message id"
+    " is a tenant's own: without --tenant, the one tenant that used it is shown, and if several"
+    " did they are named."
+)
 @click.argument("message_id", required=False)
+@click.option("--tenant", help="The tenant of the message, or whose mail to --recipient to show.")
 @click.option("--recipient", help="Show recent messages to this address instead.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--wait-for", "wait_for", help="Wait until an event of this type appears.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait with --wait-for.")
 def trace(
-    message_id: str | None, recipient: str | None, wait_for: str | None, timeout: float
+    message_id: str | None,
+    tenant: str | None,
+    recipient: str | None,
+    limit: int,
+    wait_for: str | None,
+    timeout: float,
 ) -> None:
     if bool(message_id) == bool(recipient):
         raise click.UsageError("give either MESSAGE_ID or --recipient ADDRESS")
@@ -42,30 +100,38 @@ def trace(
     cluster, session = connect(settings, keyspace=settings.keyspace)
     try:
         if recipient:
-            rows = session.execute(
-                "SELECT occurred_at, message_id, tenant_id, type FROM recipient_messages"
-                " WHERE recipient = %s LIMIT 100",
-                (recipient.lower(),),
-            )
+            rows = by_recipient(session, recipient, tenant, limit)
             table(
                 ["OCCURRED", "TYPE", "TENANT", "MESSAGE"],
                 [(_fmt(r.occurred_at), r.type, r.tenant_id, r.message_id) for r in rows],
             )
             return
         assert message_id is not None
-        deadline = time.monotonic() + timeout
-        rows = timeline(session, message_id)
-        while wait_for and not any(r.type == wait_for.upper() for r in rows):
-            if time.monotonic() > deadline:
-                _print(rows)
-                raise click.ClickException(f"no {wait_for.upper()} event within {timeout:.0f}s")
-            time.sleep(0.2)
-            rows = timeline(session, message_id)
-        if not rows:
-            raise click.ClickException(f"no events for message {message_id}")
-        _print(rows)
+        _trace(session, message_id, tenant, wait_for, timeout)
     finally:
         cluster.shutdown()
+
+
+def _trace(
+    session: Session, message_id: str, tenant: str | None, wait_for: str | None, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        # Looked up again while waiting: the message may not have reached the timeline yet.
+        chosen = tenant if tenant is not None else _one_tenant(session, message_id)
+        rows = timeline(session, chosen, message_id) if chosen is not None else []
+        if not wait_for or any(r.type == wait_for.upper() for r in rows):
+            break
+        if time.monotonic() > deadline:
+            _print(rows)
+            raise click.ClickException(f"no {wait_for.upper()} event within {timeout:.0f}s")
+        time.sleep(0.2)
+    if not rows:
+        of = f" of tenant {tenant!r}" if tenant is not None else ""
+        others = [t for t in tenants_of(session, message_id) if t != tenant]
+        hint = f" (tenants with that message id: {', '.join(map(repr, others))})" if others else ""
+        raise click.ClickException(f"no events for message {message_id}{of}{hint}")
+    _print(rows)
 
 
 def _print(rows: list[Any]) -> None:
@@ -82,5 +148,7 @@ def _print(rows: list[Any]) -> None:
             )
             if x
         )
-        shown.append((_fmt(r.occurred_at), r.type, r.priority, r.recipient, r.attempt, detail))
-    table(["OCCURRED", "TYPE", "PRIORITY", "RECIPIENT", "ATTEMPT", "DETAIL"], shown)
+        shown.append(
+            (_fmt(r.occurred_at), r.type, r.tenant_id, r.priority, r.recipient, r.attempt, detail)
+        )
+    table(["OCCURRED", "TYPE", "TENANT", "PRIORITY", "RECIPIENT", "ATTEMPT", "DETAIL"], shown)

@@ -1,4 +1,4 @@
-"""The per-message timeline and by-recipient index in Cassandra."""
+"""The per-message timeline, keyed by tenant, and its by-recipient index in Cassandra."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import asyncio
 from services.common.avro.records import EmailEvent
 from services.common.cassandra.session import AsyncSession
 
+# TTLs and compaction of these tables: services/common/cassandra/retention.py.
 _EVENT = (
-    "INSERT INTO message_events (message_id, occurred_at, event_id, tenant_id, priority,"
+    "INSERT INTO message_timeline (tenant_id, message_id, occurred_at, event_id, priority,"
     " recipient, type, attempt, reason, smtp_code, smtp_enhanced, smtp_text, mx_host,"
     " tls_version, bounce_kind, bounce_category, next_attempt_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Rewritten by every event of the message, so it lasts as long as the message's last event.
+_TENANT = "INSERT INTO message_tenants (message_id, tenant_id) VALUES (?, ?)"
 _BY_RECIPIENT = (
-    "INSERT INTO recipient_messages (recipient, occurred_at, message_id, tenant_id, type)"
+    "INSERT INTO recipient_timeline (recipient, tenant_id, occurred_at, message_id, type)"
     " VALUES (?, ?, ?, ?, ?)"
 )
 
@@ -23,12 +26,16 @@ _BY_RECIPIENT = (
 _MAX_INDEXED_OCTETS = 1024
 
 
+def _fits(key: str) -> bool:
+    return len(key.encode("utf-8", "surrogatepass")) <= _MAX_INDEXED_OCTETS
+
+
 def indexable(key: str | None) -> bool:
     """Whether a message id or recipient can key a row: a REJECTED event of an empty or
     absurdly long one is published, but kept out of the tables keyed by it."""
     if not key:
         return False
-    return len(key.encode("utf-8", "surrogatepass")) <= _MAX_INDEXED_OCTETS
+    return _fits(key)
 
 
 class Timeline:
@@ -36,19 +43,21 @@ class Timeline:
         self._session = session
 
     async def record(self, event: EmailEvent) -> None:
-        if not indexable(event.message_id):
-            # A request REJECTED message_id_invalid for an empty or absurd id: its event is
-            # published all the same, but no timeline can be kept under such a key.
+        # An empty tenant id keys rows well enough (its request was REJECTED tenant_unknown,
+        # and support may trace that); an empty or absurd message id cannot: such a request's
+        # REJECTED event is published all the same, with no timeline.
+        if not indexable(event.message_id) or not _fits(event.tenant_id):
             return
         smtp, bounce = event.smtp, event.bounce
+        tenant, message = event.tenant_id, event.message_id
         writes = [
             self._session.execute(
                 _EVENT,
                 (
-                    event.message_id,
+                    tenant,
+                    message,
                     event.occurred_at,
                     event.event_id,
-                    event.tenant_id,
                     event.priority.value,
                     event.recipient,
                     event.type.value,
@@ -63,19 +72,14 @@ class Timeline:
                     bounce.category if bounce else None,
                     event.next_attempt_at,
                 ),
-            )
+            ),
+            self._session.execute(_TENANT, (message, tenant)),
         ]
         if event.recipient is not None and indexable(event.recipient):
             writes.append(
                 self._session.execute(
                     _BY_RECIPIENT,
-                    (
-                        event.recipient.lower(),
-                        event.occurred_at,
-                        event.message_id,
-                        event.tenant_id,
-                        event.type.value,
-                    ),
+                    (event.recipient.lower(), tenant, event.occurred_at, message, event.type.value),
                 )
             )
         await asyncio.gather(*writes)

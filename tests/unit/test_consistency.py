@@ -144,8 +144,9 @@ async def test_every_store_reads_and_writes_at_local_quorum_the_claim_at_local_s
         "deliveries",
         "soft_bounces",
         "tenants",
-        "message_events",
-        "recipient_messages",
+        "message_timeline",
+        "message_tenants",
+        "recipient_timeline",
     }
     for statement, profile in driver.ran:
         assert _effective(statement, profile) == (LOCAL_QUORUM, LOCAL_SERIAL), statement

@@ -20,11 +20,11 @@ class Session:
         return []
 
 
-def _event(message_id: str, recipient: str | None) -> EmailEvent:
+def _event(message_id: str, recipient: str | None, *, tenant_id: str = "acme") -> EmailEvent:
     return EmailEvent(
         event_id="e",
         message_id=message_id,
-        tenant_id="acme",
+        tenant_id=tenant_id,
         priority=Priority.CRITICAL,
         type=EventType.REJECTED,
         occurred_at=0,
@@ -34,17 +34,45 @@ def _event(message_id: str, recipient: str | None) -> EmailEvent:
     )
 
 
+def _tables(statements: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
+    return [cql.split()[2] for cql, _ in statements]
+
+
 async def test_timeline_skips_keys_cassandra_would_refuse() -> None:
     session = Session()
     timeline = Timeline(session=session)  # type: ignore[arg-type]
     await timeline.record(_event("", "a@b.example"))
     await timeline.record(_event("m" * 70_000, "a@b.example"))
+    await timeline.record(_event("ok", "a@b.example", tenant_id="t" * 100_000))
     assert session.statements == []
     await timeline.record(_event("ok", ""))
     await timeline.record(_event("ok", "a" * 70_000))
-    assert [s[0].split()[2] for s in session.statements] == ["message_events", "message_events"]
-    await timeline.record(_event("ok", "a@b.example"))
-    assert len(session.statements) == 4
+    assert _tables(session.statements) == ["message_timeline", "message_tenants"] * 2
+    session.statements.clear()
+    await timeline.record(_event("ok", "A@b.example"))
+    assert _tables(session.statements) == [
+        "message_timeline",
+        "message_tenants",
+        "recipient_timeline",
+    ]
+    assert session.statements[2][1][:2] == ("a@b.example", "acme")
+
+
+async def test_every_row_of_the_timeline_is_keyed_by_the_tenant() -> None:
+    session = Session()
+    timeline = Timeline(session=session)  # type: ignore[arg-type]
+    await timeline.record(_event("same-id", "a@b.example", tenant_id="other"))
+    by_table = {cql.split()[2]: params for cql, params in session.statements}
+    assert by_table["message_timeline"][:2] == ("other", "same-id")
+    assert by_table["message_tenants"] == ("same-id", "other")
+    assert by_table["recipient_timeline"][:2] == ("a@b.example", "other")
+
+
+async def test_an_empty_tenant_id_still_has_a_timeline() -> None:
+    """A request REJECTED tenant_unknown for an empty tenant id can be traced."""
+    session = Session()
+    await Timeline(session=session).record(_event("ok", None, tenant_id=""))  # type: ignore[arg-type]
+    assert _tables(session.statements) == ["message_timeline", "message_tenants"]
 
 
 async def test_tenant_lookups_of_impossible_ids_send_no_query() -> None:

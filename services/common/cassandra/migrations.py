@@ -1,13 +1,18 @@
-"""Versioned CQL migrations: migrations/NNNN_name.cql, each applied once, in order."""
+"""Versioned migrations: migrations/NNNN_name.cql, each applied once, in order, with an optional
+Python step of the same version (steps.py) for rows CQL cannot move; then table retention."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cassandra.cluster import Session
 
+from services.common.cassandra import retention as table_retention
+from services.common.cassandra.retention import RetentionSettings
+from services.common.cassandra.steps import STEPS, Step, StepContext
 from services.common.config import CassandraSettings
 from services.common.errors import ConfigError
 
@@ -20,9 +25,19 @@ class Migration:
     version: int
     name: str
     statements: list[str]
+    # Run after the statements, before the version is recorded as applied.
+    step: Step | None = None
 
 
-def load_migrations(folder: Path = MIGRATIONS_DIR) -> list[Migration]:
+@dataclass(frozen=True, kw_only=True)
+class Migrated:
+    applied: list[str] = field(default_factory=list)  # names, with what each step did
+    retention_changed: list[str] = field(default_factory=list)  # tables altered
+
+
+def load_migrations(
+    folder: Path = MIGRATIONS_DIR, steps: Mapping[int, Step] = STEPS
+) -> list[Migration]:
     migrations = []
     for path in sorted(folder.glob("*.cql")):
         match = _NAME.match(path.name)
@@ -32,10 +47,13 @@ def load_migrations(folder: Path = MIGRATIONS_DIR) -> list[Migration]:
             line for line in path.read_text().splitlines() if not line.strip().startswith("--")
         )
         statements = [s.strip() for s in text.split(";") if s.strip()]
-        migrations.append(Migration(int(match.group(1)), path.stem, statements))
+        version = int(match.group(1))
+        migrations.append(Migration(version, path.stem, statements, steps.get(version)))
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
         raise ConfigError("two migrations share a version number")
+    if orphans := set(steps) - set(versions):
+        raise ConfigError(f"migration steps without a CQL file: {sorted(orphans)}")
     return migrations
 
 
@@ -44,11 +62,19 @@ def applied_versions(session: Session, keyspace: str) -> set[int]:
     return {row.version for row in rows}
 
 
-def migrate(session: Session, settings: CassandraSettings) -> list[str]:
-    """Creates the keyspace if needed and applies pending migrations; returns their names."""
+def migrate(
+    session: Session,
+    settings: CassandraSettings,
+    *,
+    retention: RetentionSettings | None = None,
+    migrations: Sequence[Migration] | None = None,
+) -> Migrated:
+    """Creates the keyspace if needed, applies pending migrations, then brings the tables that
+    grow with traffic to the retention settings (checked by retention.checked beforehand)."""
     ks = settings.keyspace
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", ks):
         raise ConfigError(f"invalid keyspace name: {ks!r}")
+    kept = retention or RetentionSettings()
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {settings.replication}")
     session.execute(
         f"CREATE TABLE IF NOT EXISTS {ks}.schema_migrations "
@@ -56,19 +82,22 @@ def migrate(session: Session, settings: CassandraSettings) -> list[str]:
     )
     done = applied_versions(session, ks)
     applied = []
-    for migration in load_migrations():
+    for migration in load_migrations() if migrations is None else migrations:
         if migration.version in done:
             continue
         session.set_keyspace(ks)
         for statement in migration.statements:
             session.execute(statement)
+        context = StepContext(session=session, keyspace=ks, retention=kept)
+        summary = migration.step(context) if migration.step else ""
         session.execute(
             f"INSERT INTO {ks}.schema_migrations (version, name, applied_at) "
             "VALUES (%s, %s, toTimestamp(now()))",
             (migration.version, migration.name),
         )
-        applied.append(migration.name)
-    return applied
+        applied.append(f"{migration.name} ({summary})" if summary else migration.name)
+    changed = table_retention.apply(session, ks, table_retention.plan(kept))
+    return Migrated(applied=applied, retention_changed=changed)
 
 
 def status(session: Session, settings: CassandraSettings) -> list[tuple[Migration, bool]]:

@@ -51,7 +51,7 @@ class RetentionSettings(BaseModel):
     expired_gc_grace_s: int = Field(default=3 * 3600, ge=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TableRetention:
     table: str
     ttl_s: int
@@ -98,10 +98,17 @@ def plan(settings: RetentionSettings) -> tuple[TableRetention, ...]:
     window of expired SSTables be dropped whole, with no compaction at all.
     """
     grace = settings.expired_gc_grace_s
-    dedupe = [TableRetention(t, settings.dedupe_ttl_s, grace, leveled()) for t in DEDUPE_TABLES]
-    ttl = settings.timeline_ttl_s
-    timeline = [TableRetention(t, ttl, grace, time_windows(ttl)) for t in TIMELINE_TABLES]
-    return (*dedupe, *timeline)
+    dedupe, ttl = settings.dedupe_ttl_s, settings.timeline_ttl_s
+    return (
+        *(
+            TableRetention(table=t, ttl_s=dedupe, gc_grace_s=grace, compaction=leveled())
+            for t in DEDUPE_TABLES
+        ),
+        *(
+            TableRetention(table=t, ttl_s=ttl, gc_grace_s=grace, compaction=time_windows(ttl))
+            for t in TIMELINE_TABLES
+        ),
+    )
 
 
 def checked(settings: CommonSettings) -> RetentionSettings:
