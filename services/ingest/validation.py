@@ -151,8 +151,9 @@ def _filename_problem(name: str) -> str | None:
     RFC 2231 parameter continuations); never a path, a control or an invisible character."""
     if len(name) > MAX_FILENAME:
         return f"{len(name)} > {MAX_FILENAME} characters"
-    if any(unicodedata.category(c) in _NOT_IN_FILENAMES for c in name):
-        return "a control, format or line separator character"
+    found = _first_of(name, _NOT_IN_FILENAMES)
+    if found is not None:
+        return f"{found}, a control, format or line separator character"
     if not name.strip():
         return "empty"
     if "/" in name or "\\" in name or name in {".", ".."}:
@@ -192,9 +193,16 @@ def _tags_refused(tags: Mapping[str, str]) -> Verdict | None:
             return Verdict(reasons.TAG_INVALID, f"key {_clip(key)}: 1 to 64 of A-Z a-z 0-9 _ . : -")
         if len(value) > MAX_TAG_VALUE:
             return Verdict(reasons.TAG_INVALID, f"{key}: {len(value)} > {MAX_TAG_VALUE} characters")
-        if any(unicodedata.category(c) in _NOT_IN_TAGS for c in value):
-            return Verdict(reasons.TAG_INVALID, f"{key}: a control or line separator character")
+        found = _first_of(value, _NOT_IN_TAGS)
+        if found is not None:
+            return Verdict(reasons.TAG_INVALID, f"{key}: {found}, a control or line separator")
     return None
+
+
+def _first_of(text: str, categories: set[str]) -> str | None:
+    """The first character of text in one of the Unicode categories, as U+XXXX."""
+    found = next((c for c in text if unicodedata.category(c) in categories), None)
+    return None if found is None else f"U+{ord(found):04X}"
 
 
 def _clip(text: str) -> str:
