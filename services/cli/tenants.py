@@ -122,8 +122,9 @@ def apply(path: Path, prune: bool, dry_run: bool) -> None:
         rows = session.execute("SELECT tenant_id, sender_domains, spec_json FROM tenants")
         stored = {r.tenant_id: (frozenset(r.sender_domains or ()), r.spec_json) for r in rows}
         for change, tenant_id in plan(stored, spec, prune=prune):
-            note = "  (not in the file: --prune removes it)" if tenant_id not in by_id else ""
-            click.echo(f"{change:<9}  {tenant_id}{'' if change == REMOVED else note}")
+            stray = change == UNCHANGED and tenant_id not in by_id
+            note = "  (not in the file: --prune removes it)" if stray else ""
+            click.echo(f"{change:<9}  {tenant_id}{note}")
             if dry_run:
                 continue
             if change in (ADDED, CHANGED):
