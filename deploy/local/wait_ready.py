@@ -47,8 +47,14 @@ def cassandra_ring_ready(hosts: list[str], port: int) -> None:
     from cassandra.query import SimpleStatement
 
     by_members = {1: ConsistencyLevel.ONE, 2: ConsistencyLevel.TWO, 3: ConsistencyLevel.THREE}
+    # No schema or token metadata: on a busy ring, fetching them is most of a probe's time.
     cluster = Cluster(
-        contact_points=hosts, port=port, connect_timeout=2, control_connection_timeout=2
+        contact_points=hosts,
+        port=port,
+        connect_timeout=2,
+        control_connection_timeout=2,
+        schema_metadata_enabled=False,
+        token_metadata_enabled=False,
     )
     try:
         session = cluster.connect()
