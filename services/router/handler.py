@@ -109,10 +109,13 @@ class Router:
         ]
 
     def _retry_later(self, task: DeliveryTask, now: int, *, reason: str) -> list[Output]:
+        """A routing step that failed for now counts as an attempt like an SMTP one: the
+        next one backs off along the tiers, and its DEFERRED event has an id of its own."""
+        number = task.attempt + 1
         nxt = next_attempt(
             self.policy,
             priority=task.priority,
-            attempt=max(task.attempt, 1),
+            attempt=number,
             accepted_at=task.accepted_at,
             expires_at=task.expires_at,
             send_at=task.send_at,
@@ -121,15 +124,20 @@ class Router:
         if nxt is None:
             return [
                 self.status.for_task(
-                    task, EventType.EXPIRED, now, reason=expiry_reason(task, self.policy)
+                    task,
+                    EventType.EXPIRED,
+                    now,
+                    attempt=number,
+                    reason=expiry_reason(task, self.policy),
                 )
             ]
-        delayed = dataclasses.replace(task, mx_hosts=[], not_before=nxt.due_ms)
+        delayed = dataclasses.replace(task, attempt=number, mx_hosts=[], not_before=nxt.due_ms)
         return [
             self.status.for_task(
                 task,
                 EventType.DEFERRED,
                 now,
+                attempt=number,
                 reason=reason,
                 next_attempt_at=nxt.due_ms,
             ),

@@ -91,5 +91,11 @@ def test_undefined_route_waits_instead_of_guessing(
     mine = until_terminal(events, mid)
     deferred = [e for e in mine if e.type is EventType.DEFERRED]
     assert deferred and all(e.reason == "route_unavailable" for e in deferred)
+    # Each routing deferral is an attempt of its own: its own event id, backing off along
+    # the tiers (1, 2, 4 s here) instead of retrying the first tier until the message expires.
+    assert [e.attempt for e in deferred] == list(range(1, len(deferred) + 1))
+    assert len({e.event_id for e in deferred}) == len(deferred) >= 2
+    waits = [(e.next_attempt_at or 0) - e.occurred_at for e in deferred]
+    assert waits == sorted(waits) and waits[-1] > waits[0]
     assert mine[-1].type is EventType.EXPIRED
     assert not _received(smtp, mid)
