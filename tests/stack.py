@@ -49,9 +49,9 @@ SLOW_RATE = 4
 
 SERVICES = {  # module -> lanes it runs (each logs partitions_assigned once it is consuming)
     "services.ingest": 3,
-    "services.router": 4,
+    "services.router": 7,
     "services.sender": 3,
-    "services.event_publisher": 1,
+    "services.event_publisher": 4,
 }
 TENANTS_YAML = """
 tenants:

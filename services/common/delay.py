@@ -13,7 +13,7 @@ def delayed_output(
     *, task: DeliveryTask, tier_s: int, due_ms: int, topics: Topics, serde: RecordSerde
 ) -> Output:
     return Output(
-        topic=topics.delay(tier_s),
+        topic=topics.delay(tier_s, task.priority),
         key=task.message_id.encode(),
         value=serde.encode(task),
         headers=[(headers.DUE_AT, str(due_ms).encode())],

@@ -56,7 +56,7 @@ async def build_kernel(
         topics=topics,
         serde=serde,
         clock=SystemClock(),
-        status=StatusEmitter(serde=serde, topic=topics.status),
+        status=StatusEmitter(serde=serde, topics=topics),
         producer=producer,
         cassandra=AsyncSession(session=session),
         cluster=cluster,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.common.avro.records import Bounce, DeliveryTask, EventType, SmtpReply, StatusUpdate
 from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Output
+from services.common.kafka.topics import Topics
 from services.common.priority import Priority
 
 # The reason of the REJECTED event a recipient gets when a service gave up on its record (the
@@ -13,9 +14,9 @@ INTERNAL_ERROR = "internal_error"
 
 
 class StatusEmitter:
-    def __init__(self, *, serde: RecordSerde, topic: str) -> None:
+    def __init__(self, *, serde: RecordSerde, topics: Topics) -> None:
         self._serde = serde
-        self._topic = topic
+        self._topics = topics
 
     def output(
         self,
@@ -47,7 +48,11 @@ class StatusEmitter:
             next_attempt_at=next_attempt_at,
             tags=tags or {},
         )
-        return Output(topic=self._topic, key=message_id.encode(), value=self._serde.encode(update))
+        return Output(
+            topic=self._topics.status(priority),
+            key=message_id.encode(),
+            value=self._serde.encode(update),
+        )
 
     def for_task(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.common.delay import make_due_at
 from services.common.kafka.runner import Lane
 from services.common.kernel import Kernel
-from services.common.priority import PRIORITIES
+from services.common.priority import PRIORITIES, Priority
 from services.common.schedule import RetryPolicy
 from services.common.tenants import TenantDirectory
 from services.router.config import RouterSettings
@@ -63,15 +63,27 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         for p in PRIORITIES
     ]
     delayed = DelayedHandler(router=router)
-    lanes.append(
-        Lane(
-            name="router-delay",
-            group_id=f"{topics.prefix}mailstream-router-delay",
-            topics=topics.delays,
+
+    def delay_lane(name: str, group: str, delays: list[str], priority: Priority | None) -> Lane:
+        return Lane(
+            name=name,
+            group_id=f"{topics.prefix}{group}",
+            topics=delays,
             handler=delayed,
             dlq_topic=topics.internal_dlq,
             on_quarantine=delayed.quarantined,
             due_at=make_due_at(topics),
+            max_in_flight=settings.kafka.lane_window(priority) if priority else None,
+            priority=priority,
         )
+
+    lanes += [
+        delay_lane(
+            f"router-delay-{p.slug}", f"mailstream-router-delay-{p.slug}", topics.delays(p), p
+        )
+        for p in PRIORITIES
+    ]
+    lanes.append(
+        delay_lane("router-delay-legacy", "mailstream-router-delay", topics.legacy_delays, None)
     )
     return lanes

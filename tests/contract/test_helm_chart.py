@@ -354,15 +354,18 @@ def test_lanes_name_the_groups_and_topics_the_services_consume() -> None:
         "ingest": [(f"mailstream-ingest-{p.slug}", topics.requested(p)) for p in PRIORITIES],
         "router": [(f"mailstream-router-{p.slug}", topics.route(p)) for p in PRIORITIES],
         "sender": [(f"mailstream-sender-{p.slug}", topics.deliver(p)) for p in PRIORITIES],
-        "event-publisher": [("mailstream-events", topics.status)],
+        "event-publisher": [(f"mailstream-events-{p.slug}", topics.status(p)) for p in PRIORITIES],
     }
     for component, lanes in expected.items():
         service = values["services"][component]
         assert [(lane["group"], lane["topic"]) for lane in service["lanes"]] == lanes
         wiring = (REPO / "services" / service["module"].split(".")[1] / "wiring.py").read_text()
         for group, _topic in lanes:
-            stem = group.rsplit("-", 1)[0] if component != "event-publisher" else group
-            assert f"prefix}}{stem}" in wiring, (component, group)
+            stem = group.rsplit("-", 1)[0]
+            assert f'"{stem}-{{p.slug}}"' in wiring or f"prefix}}{stem}" in wiring, (
+                component,
+                group,
+            )
 
 
 def test_values_schema_refuses_bad_values() -> None:

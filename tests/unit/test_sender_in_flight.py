@@ -72,7 +72,7 @@ async def test_a_copy_in_flight_is_sent_once() -> None:
     handler = SenderHandler(
         serde=serde,
         topics=topics,
-        status=StatusEmitter(serde=serde, topic=topics.status),
+        status=StatusEmitter(serde=serde, topics=topics),
         pool=pool,  # type: ignore[arg-type]
         ledger=ledger,  # type: ignore[arg-type]
         clock=SystemClock(),

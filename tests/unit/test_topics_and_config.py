@@ -21,12 +21,25 @@ def test_prefix_applies_to_every_topic() -> None:
     specs = Topics("t1.", (1, 60, 3600)).specs(settings.kafka)
     assert all(s.name.startswith("t1.") for s in specs)
     names = {s.name for s in specs}
-    assert {"t1.mailstream.delay.1s", "t1.mailstream.delay.1m", "t1.mailstream.delay.1h"} <= names
+    for p in ("critical", "transactional", "bulk"):
+        assert {f"t1.mailstream.delay.{p}.{t}" for t in ("1s", "1m", "1h")} <= names
+        assert f"t1.mailstream.status.{p}" in names
+    # The shared topics of earlier releases are still provisioned, so they can be drained.
+    assert {"t1.mailstream.delay.1s", "t1.mailstream.status"} <= names
+
+
+def test_each_priority_has_its_own_retries_and_events() -> None:
+    topics = Topics("", (60, 300))
+    paths = [(*topics.delays(p), topics.status(p)) for p in Priority]
+    assert len({t for path in paths for t in path}) == 3 * 3
+    assert not {t for path in paths for t in path} & {*topics.legacy_delays, topics.legacy_status}
 
 
 def test_delay_tier_lookup() -> None:
     topics = Topics("", (60, 300))
-    assert topics.delay_tier_of(topics.delay(300)) == 300
+    for p in Priority:
+        assert topics.delay_tier_of(topics.delay(300, p)) == 300
+    assert topics.delay_tier_of(topics.legacy_delays[0]) == 60
     with pytest.raises(KeyError):
         topics.delay_tier_of("email.events")
 

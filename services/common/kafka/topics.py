@@ -52,24 +52,37 @@ class Topics:
         """router -> sender: one delivery task per recipient."""
         return f"{self.prefix}mailstream.deliver.{priority.slug}"
 
+    def status(self, priority: Priority) -> str:
+        """every service -> event-publisher: steps that become public events. One topic per
+        priority, so a bulk backlog of events never delays a critical message's."""
+        return f"{self.prefix}mailstream.status.{priority.slug}"
+
+    def delay(self, tier_s: int, priority: Priority) -> str:
+        """Tasks waiting for a retry or a send_at; consumed with partitions paused until due.
+        One set of tiers per priority: critical retries never queue behind bulk ones."""
+        return f"{self.prefix}mailstream.delay.{priority.slug}.{delay_tier_name(tier_s)}"
+
+    def delays(self, priority: Priority) -> list[str]:
+        return [self.delay(t, priority) for t in self.delay_tiers_s]
+
+    # The topics of releases before the per-priority paths, which carried every priority.
+    # Still provisioned and drained (each service runs a lane over them), so an upgrade loses
+    # nothing that was waiting there; nothing is written to them any more.
     @property
-    def status(self) -> str:
-        """every service -> event-publisher: steps that become public events."""
+    def legacy_status(self) -> str:
         return f"{self.prefix}mailstream.status"
 
-    def delay(self, tier_s: int) -> str:
-        """Tasks waiting for a retry or a send_at; consumed with partitions paused until due."""
-        return f"{self.prefix}mailstream.delay.{delay_tier_name(tier_s)}"
+    @property
+    def legacy_delays(self) -> list[str]:
+        return [f"{self.prefix}mailstream.delay.{delay_tier_name(t)}" for t in self.delay_tiers_s]
 
     def delay_tier_of(self, topic: str) -> int:
-        for tier in self.delay_tiers_s:
-            if self.delay(tier) == topic:
+        for i, tier in enumerate(self.delay_tiers_s):
+            if topic == self.legacy_delays[i] or any(
+                self.delay(tier, p) == topic for p in PRIORITIES
+            ):
                 return tier
         raise KeyError(topic)
-
-    @property
-    def delays(self) -> list[str]:
-        return [self.delay(t) for t in self.delay_tiers_s]
 
     def specs(self, settings: KafkaSettings) -> list[TopicSpec]:
         n = settings.partitions
@@ -81,9 +94,11 @@ class Topics:
         specs = [TopicSpec(self.requested(p), n, requests) for p in PRIORITIES]
         specs += [TopicSpec(self.route(p), n, internal) for p in PRIORITIES]
         specs += [TopicSpec(self.deliver(p), n, carrying_mime) for p in PRIORITIES]
-        specs += [TopicSpec(self.delay(t), n, carrying_mime) for t in self.delay_tiers_s]
+        specs += [TopicSpec(t, n, carrying_mime) for p in PRIORITIES for t in self.delays(p)]
+        specs += [TopicSpec(t, n, carrying_mime) for t in self.legacy_delays]
+        specs += [TopicSpec(self.status(p), n, internal) for p in PRIORITIES]
         specs += [
-            TopicSpec(self.status, n, internal),
+            TopicSpec(self.legacy_status, n, internal),
             TopicSpec(self.events, n, {"retention.ms": str(settings.events_retention_ms)}),
             TopicSpec(self.requests_dlq, 1, requests),
             TopicSpec(self.internal_dlq, 1, carrying_mime),
