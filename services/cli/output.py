@@ -56,10 +56,13 @@ def plain_lines(
     return lines
 
 
-def progress(items: Sequence[T], label: str) -> Iterator[T]:
-    """Yields items, drawing a progress bar on stderr when it is a terminal."""
+def progress(items: Iterable[T], label: str, *, total: int | None = None) -> Iterator[T]:
+    """Yields items, drawing a progress bar on stderr when it is a terminal; `total` for an
+    iterator that does not know its length."""
     err = Console(stderr=True)
-    if not err.is_terminal or len(items) < 2:
+    if total is None:
+        total = len(items) if isinstance(items, Sequence) else 0
+    if not err.is_terminal or total < 2:
         yield from items
         return
     columns = (
@@ -69,7 +72,7 @@ def progress(items: Sequence[T], label: str) -> Iterator[T]:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(label, total=len(items))
+        task = bar.add_task(label, total=total)
         for item in items:
             yield item
             bar.advance(task)

@@ -4,11 +4,18 @@ delivered; replaying it again delivers nothing twice."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import Producer
 
-from services.common.avro.records import EmailRequested, EventType, Recipient
+from services.common.avro.records import (
+    AcceptedRequest,
+    Attachment,
+    EmailRequested,
+    EventType,
+    Recipient,
+)
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
 from services.common.kafka import headers
@@ -119,3 +126,75 @@ def test_dead_letters_are_listed_and_replayed_once(
     assert bad.returncode == 2 and "no dead letter" in bad.stderr
     usage = mailstream(env, "dlq", "replay")
     assert usage.returncode == 2 and "--offset" in usage.stderr
+
+
+def test_a_record_the_router_cannot_build_is_quarantined_and_the_lane_goes_on(
+    env: dict[str, str],
+    settings: CommonSettings,
+    topics: Topics,
+    serde: RecordSerde,
+    services: dict[str, ServiceProcess],
+    events: TopicCollector,
+    smtp: RecordingSmtp,
+) -> None:
+    """The poison pill of issue 11: an attachment filename holding CR LF made the router's MIME
+    build raise, and the router exit, at every restart. Ingest refuses such a request now, so
+    this one is put straight on the router's topic, as a bug elsewhere could: the router
+    quarantines it, its recipient gets REJECTED internal_error, the next record of the same
+    partition is delivered, and `dlq list|replay --internal` show and republish it."""
+    run = uuid.uuid4().hex[:8]
+    route = topics.route(Priority.TRANSACTIONAL)
+    poison_mid, good_mid = f"poison-{run}", f"after-poison-{run}"
+
+    def accepted(mid: str, attachments: list[Attachment]) -> bytes:
+        request = EmailRequested(
+            message_id=mid,
+            tenant_id="acme",
+            from_address="hello@acme.mailstream.test",
+            to=[Recipient(f"{mid}@inbox.mailstream.test")],
+            subject=f"routed {mid}",
+            text_body="x",
+            attachments=attachments,
+            requested_at=0,
+        )
+        return serde.encode(
+            AcceptedRequest(
+                request=request,
+                priority=Priority.TRANSACTIONAL,
+                recipients=[f"{mid}@inbox.mailstream.test"],
+                accepted_at=time.time_ns() // 1_000_000,
+            )
+        )
+
+    producer = Producer(producer_config(settings.kafka))
+    bad = Attachment(filename="a.txt\r\nBcc: victim@x.example", content_type="text/plain",
+                     content=b"x")  # fmt: skip
+    # The same key puts both on one partition: the good one waits behind the poison.
+    producer.produce(route, key=b"same", value=accepted(poison_mid, [bad]))
+    producer.produce(route, key=b"same", value=accepted(good_mid, []))
+    assert producer.flush(30) == 0
+    poisoned = until_terminal(events, poison_mid, timeout=90)
+    assert [(e.type, e.reason) for e in poisoned] == [(EventType.REJECTED, "internal_error")]
+    delivered = until_terminal(events, good_mid, timeout=90)
+    assert [e.type for e in delivered] == [EventType.DELIVERED]
+    router = services["services.router"]
+    assert router.alive()
+    assert router.count_in_log('"record_quarantined"') >= 1
+    assert not any(f"routed {poison_mid}".encode() in m.data for m in smtp.messages)
+
+    listed = mailstream(env, "dlq", "list", "--internal", "--limit", "100000")
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if f"{route}:" in row)
+    assert "router-transactional" in line and "ValueError" in line, line
+    where = line.split()[0]
+    replayed = mailstream(env, "dlq", "replay", "--internal", "--offset", where)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"-> {route}" in replayed.stdout
+    # Replayed, it is quarantined again: the same REJECTED (one event id), still not sent.
+    wait_until(
+        "the replay to be quarantined again",
+        lambda: router.count_in_log('"record_quarantined"') >= 2,
+        60,
+    )
+    rejected = {e.event_id for e in events_for(events.items, poison_mid)}
+    assert len(rejected) == 1

@@ -22,12 +22,12 @@ import contextlib
 import hashlib
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from services.common.clock import Clock, SystemClock
 from services.common.config import KafkaSettings
@@ -656,41 +656,50 @@ def _as_bytes(value: object) -> bytes:
     return value.encode() if isinstance(value, str) else b""
 
 
-def read_topic(
-    settings: KafkaSettings, topic: str, *, limit: int, timeout_s: float = 10.0
-) -> list[Inbound]:
-    """Up to `limit` records of a topic from its beginning, for operator commands: assigned,
-    not subscribed, and nothing committed, so reading changes no consumer group's position.
-    Stops at the end of every partition (the high watermarks when the read began)."""
+def scan_topic(
+    settings: KafkaSettings, topic: str, *, timeout_s: float = 10.0
+) -> tuple[int, Iterator[Inbound]]:
+    """The records a topic holds now, for operator commands: how many, and an iterator over
+    them a partition at a time in offset order, so a long topic is never held in memory.
+    Assigned, not subscribed, and nothing committed: reading moves no consumer group. Each
+    partition is read up to its high watermark as it was when the scan began."""
     consumer = Consumer(consumer_config(settings, group_id=f"{settings.client_id}-reader"))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise KafkaException(found.error if found else f"no topic {topic}")
-        ends: dict[int, int] = {}
-        for partition in found.partitions:
+        ranges: list[tuple[int, int, int]] = []
+        for partition in sorted(found.partitions):
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=timeout_s
             )
             if high > low:
-                ends[partition] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        records: list[Inbound] = []
-        deadline = time.monotonic() + timeout_s
-        while ends and len(records) < limit and time.monotonic() < deadline:
-            for message in consumer.consume(min(500, limit - len(records)), 0.5):
-                if message.error() is not None:
-                    continue
-                inbound = _inbound(message)
-                if inbound.offset >= ends.get(inbound.partition, 0):
-                    continue
-                records.append(inbound)
-                if inbound.offset + 1 >= ends[inbound.partition]:
-                    del ends[inbound.partition]
-        return sorted(records, key=lambda r: (r.partition, r.offset))
-    finally:
+                ranges.append((partition, low, high))
+    except BaseException:
         consumer.close()
+        raise
+
+    def records() -> Iterator[Inbound]:
+        try:
+            for partition, low, high in ranges:
+                consumer.assign([TopicPartition(topic, partition, low)])
+                deadline = time.monotonic() + timeout_s
+                position = low
+                while position < high and time.monotonic() < deadline:
+                    for message in consumer.consume(500, 0.5):
+                        if message.error() is not None:
+                            continue
+                        inbound = _inbound(message)
+                        if inbound.offset >= high:
+                            continue
+                        position = inbound.offset + 1
+                        deadline = time.monotonic() + timeout_s
+                        yield inbound
+        finally:
+            consumer.close()
+
+    return sum(high - low for _, low, high in ranges), records()
 
 
 async def run_lanes(
