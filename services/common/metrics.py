@@ -75,6 +75,12 @@ SMTP_RATE_LIMITED = Counter(
     "Sends deferred because the provider class's rate would have made them wait too long",
     ["provider"],
 )
+DKIM_KEYS_UNUSABLE = Gauge(
+    "mailstream_dkim_keys_unusable",
+    "DKIM keys configured for a sender domain that could not be loaded; its mail is "
+    "deferred (dkim_key_unavailable) until they load, never sent unsigned",
+    ["domain"],
+)
 READY_CHECK = Gauge(
     "mailstream_ready_check",
     "1 while a readiness check holds (Kafka, Cassandra, ...), else 0; /readyz needs all",

@@ -22,8 +22,9 @@ from services.common.retry import Backoff
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import INTERNAL_ERROR, StatusEmitter
 from services.sender.deliveries import Delivery, DeliveryLedger
+from services.sender.dkim import DkimSigner
 from services.sender.egress import Egress, UnknownRoute
-from services.sender.keyring import DkimKeyring
+from services.sender.keyring import DKIM_KEY_UNAVAILABLE, DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
 from services.sender.smtp import Attempt, SmtpPool
 
@@ -104,7 +105,15 @@ class SenderHandler:
             # the mail. Without it such a recipient would never reach a terminal event.
             log.info("already_delivered_republished", attempt=done.attempt)
             return [self._delivered_event(task, done)]
-        attempt = await self._attempt(task)
+        signer = await self._keyring.signer(task.sender_domain)
+        unusable = self._keyring.unusable(task.sender_domain)
+        if unusable is not None:
+            # Sending now would send it unsigned, or signed by fewer keys than configured.
+            log.warning("dkim_key_unavailable", domain=task.sender_domain, detail=unusable)
+            return self._defer(
+                task, self._clock.now_ms(), number=task.attempt + 1, reason=DKIM_KEY_UNAVAILABLE
+            )
+        attempt = await self._attempt(task, signer)
         now = self._clock.now_ms()
         number = task.attempt + 1
         verdict = classify(
@@ -151,6 +160,27 @@ class SenderHandler:
                     bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
                 )
             ]
+        return self._defer(
+            task,
+            now,
+            number=number,
+            reason=verdict.category,
+            smtp=reply,
+            retry_after_s=verdict.retry_after_s,
+        )
+
+    def _defer(
+        self,
+        task: DeliveryTask,
+        now: int,
+        *,
+        number: int,
+        reason: str,
+        smtp: SmtpReply | None = None,
+        retry_after_s: int | None = None,
+    ) -> list[Output]:
+        """Attempt `number` failed for now: DEFERRED and the task on a delay topic, or
+        EXPIRED when the next attempt would come too late."""
         nxt = next_attempt(
             self._policy,
             priority=task.priority,
@@ -159,26 +189,21 @@ class SenderHandler:
             expires_at=task.expires_at,
             send_at=task.send_at,
             now_ms=now,
-            retry_after_s=verdict.retry_after_s,
+            retry_after_s=retry_after_s,
         )
         if nxt is None:
-            log.info("expired_after_deferral", attempt=number, category=verdict.category)
+            log.info("expired_after_deferral", attempt=number, reason=reason)
             return [
                 self._status.for_task(
                     task,
                     EventType.EXPIRED,
                     now,
                     attempt=number,
-                    smtp=reply,
+                    smtp=smtp,
                     reason=expiry_reason(task, self._policy),
                 )
             ]
-        log.info(
-            "delivery_deferred",
-            attempt=number,
-            category=verdict.category,
-            next_attempt_at=nxt.due_ms,
-        )
+        log.info("delivery_deferred", attempt=number, reason=reason, next_attempt_at=nxt.due_ms)
         retry = dataclasses.replace(task, attempt=number, not_before=nxt.due_ms, mx_hosts=[])
         return [
             self._status.for_task(
@@ -186,8 +211,8 @@ class SenderHandler:
                 EventType.DEFERRED,
                 now,
                 attempt=number,
-                smtp=reply,
-                reason=verdict.category,
+                smtp=smtp,
+                reason=reason,
                 next_attempt_at=nxt.due_ms,
             ),
             delayed_output(
@@ -255,7 +280,7 @@ class SenderHandler:
             smtp=reply,
         )
 
-    async def _attempt(self, task: DeliveryTask) -> Attempt:
+    async def _attempt(self, task: DeliveryTask, signer: DkimSigner) -> Attempt:
         """Tries the MX hosts in preference order, moving on only when a host gave no reply."""
         last = Attempt(mx_host="", code=None, text="no MX host to try", connection_error="routing")
         try:
@@ -263,7 +288,6 @@ class SenderHandler:
         except UnknownRoute as exc:
             log.error("unknown_route", error=str(exc))
             return Attempt(mx_host="", code=None, text=str(exc), connection_error="routing")
-        signer = await self._keyring.signer()
         data = signer.sign(task.mime, domain=task.sender_domain)
         await self._ledger_current.wait()
         for mx in task.mx_hosts:

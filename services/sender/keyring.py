@@ -8,9 +8,17 @@ from pathlib import Path
 
 from services.common.cassandra.session import AsyncSession
 from services.common.logging import get_logger
+from services.common.metrics import DKIM_KEYS_UNUSABLE
 from services.sender.dkim import DkimKey, DkimSigner, load_key
 
 log = get_logger(__name__)
+
+# The reason of the DEFERRED event of mail whose sender domain has a DKIM key configured
+# that cannot be loaded: it waits for the key (retried along the tiers), never goes unsigned.
+DKIM_KEY_UNAVAILABLE = "dkim_key_unavailable"
+# How soon a domain the keyring has no good answer for (unknown: a tenant added since the
+# last refresh; or with a key that failed to load) makes it read the specs and files again.
+_RECHECK_S = 1.0
 
 
 class DkimKeyring:
@@ -18,7 +26,11 @@ class DkimKeyring:
     A key file is parsed once per (path, mtime); a key that cannot be loaded is logged by
     path and left out, never its content. Parsed keys the latest specs no longer name (a
     rotated file, a removed tenant) are dropped at each refresh, so they are bounded by the
-    keys configured now, not by every key file version seen since the start."""
+    keys configured now, not by every key file version seen since the start.
+
+    Mail is never sent unsigned by accident: a domain whose configured keys do not all load,
+    or that no spec names (a tenant applied since the last refresh), is checked again within
+    a second, and `unusable` says why its mail must wait meanwhile."""
 
     def __init__(self, *, session: AsyncSession, refresh_s: float = 30.0) -> None:
         self._session = session
@@ -26,31 +38,55 @@ class DkimKeyring:
         self._signer = DkimSigner(keys={})
         self._loaded_at = float("-inf")
         self._parsed: dict[tuple[str, float, str, str], DkimKey] = {}
+        self._domains: set[str] = set()  # every sender domain the specs name
+        self._unusable: dict[str, list[str]] = {}  # domain -> selectors whose key failed
 
-    async def signer(self) -> DkimSigner:
-        if time.monotonic() - self._loaded_at >= self._refresh_s:
+    async def signer(self, domain: str | None = None) -> DkimSigner:
+        age = time.monotonic() - self._loaded_at
+        doubtful = domain is not None and self.unusable(domain) is not None
+        if age >= self._refresh_s or (doubtful and age >= _RECHECK_S):
             rows = await self._session.execute("SELECT spec_json FROM tenants")
             self._signer = DkimSigner(keys=self._keys([row.spec_json for row in rows]))
             self._loaded_at = time.monotonic()
         return self._signer
 
+    def unusable(self, domain: str) -> str | None:
+        """Why mail from `domain` cannot be signed as configured now, or None if it can (with
+        its keys, or unsigned where its tenant configures none)."""
+        domain = domain.lower()
+        if domain not in self._domains:
+            return f"no tenant names the sender domain {domain}"
+        failed = self._unusable.get(domain)
+        return f"DKIM keys of {domain} not loaded: {', '.join(failed)}" if failed else None
+
     def _keys(self, specs: list[str | None]) -> dict[str, list[DkimKey]]:
         keys: dict[str, list[DkimKey]] = {}
         parsed: dict[tuple[str, float, str, str], DkimKey] = {}
+        domains: set[str] = set()
+        unusable: dict[str, list[str]] = {}
         for spec in specs:
             for domain in json.loads(spec or "{}").get("sender_domains", []):
+                name = domain["domain"].lower()
+                domains.add(name)
                 for entry in domain.get("dkim", []):
                     key = self._load(entry, parsed)
                     if key is not None:
-                        keys.setdefault(domain["domain"].lower(), []).append(key)
+                        keys.setdefault(name, []).append(key)
+                    else:
+                        unusable.setdefault(name, []).append(str(entry.get("selector")))
         self._parsed = parsed
+        for gone in set(self._unusable) - set(unusable):
+            DKIM_KEYS_UNUSABLE.labels(gone).set(0)
+        for name, selectors in unusable.items():
+            DKIM_KEYS_UNUSABLE.labels(name).set(len(selectors))
+        self._domains, self._unusable = domains, unusable
         return keys
 
     def _load(
         self, entry: dict[str, str], parsed: dict[tuple[str, float, str, str], DkimKey]
     ) -> DkimKey | None:
         """The entry's key, from this refresh's keys, else the last one's, else the file."""
-        path = Path(entry["private_key_file"])
+        path = Path(entry.get("private_key_file", ""))
         try:
             cache_key = (str(path), path.stat().st_mtime, entry["selector"], entry["algorithm"])
             key = parsed.get(cache_key)
@@ -60,7 +96,7 @@ class DkimKeyring:
                 key = load_key(path, selector=entry["selector"], algorithm=entry["algorithm"])
             parsed[cache_key] = key
             return key
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             log.error(
                 "dkim_key_unusable",
                 path=str(path),

@@ -60,8 +60,11 @@ class Signer:
 
 
 class Keyring:
-    async def signer(self) -> Signer:
+    async def signer(self, domain: str | None = None) -> Signer:
         return Signer()
+
+    def unusable(self, domain: str) -> str | None:
+        return None
 
 
 async def test_a_copy_in_flight_is_sent_once() -> None:
