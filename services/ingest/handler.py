@@ -79,7 +79,10 @@ class IngestHandler:
         )
         if verdict.rejected_reason is not None:
             log.info("request_rejected", reason=verdict.rejected_reason, detail=verdict.detail)
-            return [self._event(request, EventType.REJECTED, now, reason=verdict.rejected_reason)]
+            reason = verdict.rejected_reason
+            # Tags refused for what they hold are not echoed on the event that refuses them.
+            echo = reason not in (reasons.TAG_INVALID, reasons.TAGS_TOO_MANY)
+            return [self._event(request, EventType.REJECTED, now, reason=reason, echo_tags=echo)]
 
         claim = await self._claims.claim(
             tenant_id=request.tenant_id,
@@ -144,6 +147,7 @@ class IngestHandler:
         *,
         recipient: str | None = None,
         reason: str | None = None,
+        echo_tags: bool = True,
     ) -> Output:
         return self._status.output(
             message_id=request.message_id,
@@ -153,5 +157,5 @@ class IngestHandler:
             occurred_at=now,
             recipient=recipient,
             reason=reason,
-            tags=request.tags,
+            tags=request.tags if echo_tags else {},
         )

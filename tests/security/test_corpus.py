@@ -795,6 +795,8 @@ def _outcome_problems(out: Outcome) -> list[str]:
         got = [(e.type.value, e.recipient, e.reason) for e in out.events]
         if got != wanted:
             problems.append(f"expected one REJECTED {expect.rejected}, got {_summary(out)}")
+        if expect.rejected.startswith("tag") and any(e.tags for e in out.events):
+            problems.append("the tags refused are echoed on the event that refuses them")
         return problems
     terminal: dict[str, list[str]] = {}
     for event in out.events:
