@@ -1,0 +1,69 @@
+"""`mailstream trace` reads one tenant's slice of the timeline, or says whose the id is."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+from typing import Any
+
+import click
+import pytest
+
+from services.cli import trace
+
+
+class Session:
+    """Answers the trace queries from rows of recipient_timeline and message_tenants."""
+
+    def __init__(
+        self, *, by_recipient: tuple[Any, ...] = (), tenants: tuple[str, ...] = ()
+    ) -> None:
+        self.by_recipient = list(by_recipient)
+        self.tenants = list(tenants)
+        self.queries: list[tuple[str, tuple[Any, ...]]] = []
+
+    def execute(self, cql: str, params: tuple[Any, ...]) -> list[Any]:
+        self.queries.append((cql, params))
+        if "FROM message_tenants" in cql:
+            return [SimpleNamespace(tenant_id=t) for t in self.tenants]
+        if "GROUP BY" in cql:
+            return [SimpleNamespace(tenant_id=t) for t in {r.tenant_id for r in self.by_recipient}]
+        _, tenant, limit = params
+        rows = [r for r in self.by_recipient if r.tenant_id == tenant]
+        return sorted(rows, key=lambda r: r.occurred_at, reverse=True)[:limit]
+
+
+def _row(tenant: str, minute: int) -> Any:
+    return SimpleNamespace(
+        tenant_id=tenant,
+        occurred_at=dt.datetime(2026, 12, 1, 12, minute),
+        message_id=f"m{minute}",
+        type="DELIVERED",
+    )
+
+
+def test_by_recipient_merges_the_tenants_newest_first() -> None:
+    rows = [_row("acme", 1), _row("other", 2), _row("acme", 3), _row("other", 4)]
+    session = Session(by_recipient=tuple(rows))
+    found = trace.by_recipient(session, " Bob@X.test ", None, 3)  # type: ignore[arg-type]
+    assert [(r.tenant_id, r.occurred_at.minute) for r in found] == [
+        ("other", 4),
+        ("acme", 3),
+        ("other", 2),
+    ]
+    assert all(params[0] == "bob@x.test" for _, params in session.queries)
+
+
+def test_by_recipient_of_one_tenant_reads_only_its_slice() -> None:
+    session = Session(by_recipient=(_row("acme", 1), _row("other", 2)))
+    found = trace.by_recipient(session, "bob@x.test", "other", 100)  # type: ignore[arg-type]
+    assert [r.tenant_id for r in found] == ["other"]
+    assert len(session.queries) == 1 and session.queries[0][1][1] == "other"
+
+
+def test_a_message_id_of_several_tenants_asks_for_one() -> None:
+    session = Session(tenants=("acme", "other"))
+    with pytest.raises(click.UsageError, match=r"'acme', 'other'.*--tenant"):
+        trace._one_tenant(session, "m1")  # type: ignore[arg-type]
+    assert trace._one_tenant(Session(tenants=("acme",)), "m1") == "acme"  # type: ignore[arg-type]
+    assert trace._one_tenant(Session(), "m1") is None  # type: ignore[arg-type]
