@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from services.common.config import CommonSettings
 
 DAY = 24 * 3600
+MAX_TTL_S = 20 * 365 * DAY  # Cassandra refuses a longer TTL
 # A TWCS table is kept in about this many time windows: few enough SSTables to read, and an
 # expired window is dropped whole, without compacting it.
 TWCS_WINDOWS = 30
@@ -40,15 +41,16 @@ class RetentionSettings(BaseModel):
     # deduplicated, and a delivered recipient never sent again, this long after the row is
     # written. Must cover the longest a request or a task can come back (max ages, requests
     # topic retention) plus dedupe_margin_s, or a late redelivery would be sent twice.
-    dedupe_ttl_s: int = Field(default=7 * DAY, gt=0)
+    dedupe_ttl_s: int = Field(default=7 * DAY, gt=0, le=MAX_TTL_S)
     # The least the dedupe window must exceed that: the last retry tier, an outage, a replay.
     dedupe_margin_s: int = Field(default=1 * DAY, ge=3600)
     # The timeline behind `mailstream trace` (events, by-recipient index, message id lookup).
-    timeline_ttl_s: int = Field(default=30 * DAY, gt=0)
+    timeline_ttl_s: int = Field(default=30 * DAY, gt=0, le=MAX_TTL_S)
     # gc_grace_seconds of the tables above: they are written only with a TTL and never
     # deleted, so nothing a repair must propagate is lost by purging expired rows sooner than
-    # Cassandra's 10-day default. Hints for them are kept this long (3 h, as max_hint_window).
-    expired_gc_grace_s: int = Field(default=3 * 3600, ge=0)
+    # Cassandra's 10-day default. Hints for them are kept at most this long (3 h, as
+    # max_hint_window; 0 would turn hints off), and so is each claim's Paxos state.
+    expired_gc_grace_s: int = Field(default=3 * 3600, ge=3600)
 
 
 @dataclass(frozen=True, kw_only=True)
