@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import dns.exception
+import dns.name
+import dns.rdatatype
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.common.config import CommonSettings
 from services.common.routing import RoutingSettings
@@ -19,6 +22,32 @@ class DnsSettings(BaseModel):
     # forgotten (and looked up again when next mailed). A route of two MX hosts takes about
     # 650 bytes: some 13 MB at the bound.
     max_cache_entries: int = Field(default=20_000, ge=1)
+    # When a lookup times out, this query tells a slow domain (its mail is deferred) from a
+    # resolver that answers nothing (the lanes wait for it: services/router/mx.py). Any
+    # response counts, REFUSED included, so the root needs no recursion to serve as probe.
+    probe_name: str = "."
+    probe_type: str = "NS"
+    probe_timeout_s: float = Field(default=2.0, gt=0)
+    # How long an unanswered probe stands before the next timeout probes again.
+    probe_cache_s: float = Field(default=2.0, ge=0)
+
+    @field_validator("probe_name")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        try:
+            dns.name.from_text(value)
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"not a DNS name: {exc}") from None
+        return value
+
+    @field_validator("probe_type")
+    @classmethod
+    def _a_type(cls, value: str) -> str:
+        try:
+            dns.rdatatype.from_text(value)
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"not a DNS record type: {exc}") from None
+        return value.upper()
 
 
 class MtaStsSettings(BaseModel):

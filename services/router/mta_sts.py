@@ -200,7 +200,8 @@ def parse_http_response(data: bytes, *, max_bytes: int) -> str:
 class MtaStsResolver:
     """Policies by domain (RFC 8461 §5.1). A policy that cannot be had never holds mail back,
     but one fetched before stays in force until its max_age runs out, whatever DNS says now:
-    a missing TXT record may be an attacker's doing."""
+    a missing TXT record may be an attacker's doing. Our own resolver answering nothing is
+    no failure of the domain's: the lane waits for it (ResolverUnavailable) as for MX."""
 
     def __init__(
         self,
@@ -255,6 +256,7 @@ class MtaStsResolver:
             addresses = await self._addresses(f"mta-sts.{domain}")
             policy = parse_policy(await self._fetch(domain, addresses), policy_id=policy_id)
         except (PolicyError, OSError, TimeoutError, DnsTemporaryFailure) as exc:
+            # ResolverUnavailable passes, as in _policy_id: not the policy host's failure.
             log.warning(
                 "mta_sts_fetch_failed",
                 domain=domain,
@@ -277,7 +279,10 @@ class MtaStsResolver:
         try:
             answer = await self._txt(f"_mta-sts.{domain}")
         except DnsTemporaryFailure as exc:
-            # Not cached: the next message asks DNS again.
+            # Not cached: the next message asks DNS again. ResolverUnavailable (our resolver
+            # answers nothing) is not caught: the lane waits, as for an MX lookup. Going on
+            # without the policy would send, over opportunistic TLS, mail the domain asked to
+            # get only over verified TLS, for no fault of the domain's.
             log.warning("mta_sts_dns_temporary_failure", domain=domain, error=str(exc))
             return None
         if answer is None:

@@ -1,4 +1,4 @@
-"""MX resolution with dnspython: preference order, implicit MX, null MX, TTL-honouring cache."""
+"""MX resolution with dnspython: preference, implicit and null MX, TTL cache, resolver outages."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import dns.asyncresolver
 import dns.exception
@@ -14,8 +15,12 @@ import dns.resolver
 
 from services.common.avro.records import MxHost
 from services.common.bounded import MISSING, BoundedMap
+from services.common.errors import TransientError
+from services.common.logging import get_logger
 from services.common.single_flight import SingleFlight
 from services.router.config import DnsSettings
+
+log = get_logger(__name__)
 
 # How long "this domain takes no mail" (NXDOMAIN, null MX, no address) is remembered.
 NO_ROUTE_TTL_S = 60.0
@@ -30,7 +35,21 @@ class NoRoute(Exception):
 
 
 class DnsTemporaryFailure(Exception):
-    """SERVFAIL, timeout or no answer from any server: try again later."""
+    """A failure for now of one name (SERVFAIL, or a timeout while the resolver answers
+    others): a fact about that domain, so its mail is deferred and tried again later."""
+
+
+class ResolverUnavailable(TransientError):
+    """The resolver itself answers nothing, not even a probe: an outage of our own, so the
+    lane waits for it rather than deferring (and in the end expiring) every message."""
+
+
+class DnsClient(Protocol):
+    """What MxResolver asks of dnspython's async resolver (a fake one in unit tests)."""
+
+    async def resolve(
+        self, qname: str, rdtype: str, *, lifetime: float | None = None
+    ) -> dns.resolver.Answer: ...
 
 
 @dataclass(frozen=True)
@@ -38,17 +57,35 @@ class MxRoute:
     hosts: list[MxHost]  # in preference order, one entry per address
 
 
+def _system_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
+    if settings.nameservers:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [s.strip() for s in settings.nameservers.split(",")]
+        resolver.port = settings.port
+    else:
+        resolver = dns.asyncresolver.Resolver()
+    resolver.lifetime = settings.timeout_s
+    return resolver
+
+
+def _some_server_answered(exc: dns.exception.DNSException) -> bool:
+    """Whether a nameserver sent any response (SERVFAIL, REFUSED...) before the query failed:
+    dnspython lists (server, tcp, port, error, response) per try in the `errors` it gives."""
+    errors = exc.kwargs.get("errors") or []
+    return any(isinstance(e, tuple) and len(e) >= 5 and e[4] is not None for e in errors)
+
+
 class MxResolver:
     def __init__(
-        self, *, settings: DnsSettings, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        settings: DnsSettings,
+        clock: Callable[[], float] = time.monotonic,
+        client: DnsClient | None = None,
     ) -> None:
-        if settings.nameservers:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = [s.strip() for s in settings.nameservers.split(",")]
-            self._resolver.port = settings.port
-        else:
-            self._resolver = dns.asyncresolver.Resolver()
-        self._resolver.lifetime = settings.timeout_s
+        self._resolver: DnsClient = client if client is not None else _system_resolver(settings)
+        self._settings = settings
+        self._clock = clock
         self._max_ttl = settings.max_cache_ttl_s
         # A route, or the reason code of a NoRoute: a cached exception would keep the frames
         # of its traceback alive, and grow it at every raise.
@@ -58,6 +95,9 @@ class MxResolver:
         # Lookups under way, by domain: a burst of mail to one domain (a backlog, a TTL of
         # 0) waits for one query.
         self._pending: SingleFlight[str, MxRoute] = SingleFlight()
+        # The last probe of the resolver: (when it was sent, whether it was answered).
+        self._probed: tuple[float, bool] | None = None
+        self._probing: SingleFlight[None, bool] = SingleFlight()
 
     async def resolve(self, domain: str) -> MxRoute:
         domain = domain.lower().rstrip(".")
@@ -85,24 +125,20 @@ class MxResolver:
         """The name's TXT strings (each record's chunks joined) and TTL; None when it has
         none. Not cached here: callers cache what they derive from it."""
         try:
-            answer = await self._resolver.resolve(name, "TXT")
+            answer = await self._query(name, "TXT")
         except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
             return None
-        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
-            raise DnsTemporaryFailure(f"TXT {name}: {type(exc).__name__}") from exc
         ttl = answer.rrset.ttl if answer.rrset is not None else 300
         texts = [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
         return texts, ttl
 
     async def _lookup(self, domain: str) -> tuple[MxRoute, int]:
         try:
-            answer = await self._resolver.resolve(domain, "MX")
+            answer = await self._query(domain, "MX")
         except dns.resolver.NXDOMAIN:
             raise NoRoute("no_such_domain") from None
         except dns.resolver.NoAnswer:
             return await self._implicit_mx(domain)
-        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
-            raise DnsTemporaryFailure(f"MX {domain}: {type(exc).__name__}") from exc
         records = sorted(answer, key=lambda r: r.preference)
         if len(records) == 1 and str(records[0].exchange) == ".":
             raise NoRoute("null_mx")  # RFC 7505: the domain accepts no mail
@@ -135,11 +171,61 @@ class MxResolver:
         """The host's IPv4 addresses, else its IPv6 ones; [] when it has none."""
         for rdtype in ("A", "AAAA"):
             try:
-                answer = await self._resolver.resolve(host, rdtype)
+                answer = await self._query(host, rdtype)
             except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
                 continue
-            except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
-                raise DnsTemporaryFailure(f"{rdtype} {host}: {type(exc).__name__}") from exc
             ttl = answer.rrset.ttl if answer.rrset is not None else 300
             return [r.address for r in answer], ttl
         return [], 300
+
+    async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer:
+        """The answer, or NXDOMAIN / NoAnswer for the caller to read. A query that fails for
+        now is the name's failure (DnsTemporaryFailure) when some server responded to it, or
+        the resolver answers a probe; else the resolver is down (ResolverUnavailable). So a
+        slow domain only ever defers its own mail and never holds a lane: only a probe that
+        goes unanswered does."""
+        began = self._clock()
+        try:
+            return await self._resolver.resolve(name, rdtype)
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+            what = f"{rdtype} {name}: {type(exc).__name__}"
+            if _some_server_answered(exc) or await self._resolver_answers(since=began):
+                raise DnsTemporaryFailure(what) from exc
+            cfg = self._settings
+            where = f"{cfg.nameservers} port {cfg.port}" if cfg.nameservers else "of resolv.conf"
+            raise ResolverUnavailable(
+                f"the DNS resolver {where} does not answer: {what}, nor a probe of"
+                f" {cfg.probe_name!r} {cfg.probe_type} within {cfg.probe_timeout_s}s"
+            ) from exc
+
+    async def _resolver_answers(self, *, since: float) -> bool:
+        """Whether the resolver answers the probe query, with any rcode (REFUSED or SERVFAIL
+        for the probe name is an answer too). A burst of timeouts waits for one probe. Its
+        "no" stands for probe_cache_s; its "yes" only for queries sent before it: a resolver
+        that answered before a query began may have gone down since."""
+        probed = self._probed
+        if probed is not None and self._clock() - probed[0] < self._settings.probe_cache_s:
+            sent_at, answers = probed
+            if not answers or sent_at >= since:
+                return answers
+        return await self._probing.run(None, self._probe)
+
+    async def _probe(self) -> bool:
+        cfg = self._settings
+        sent_at = self._clock()
+        try:
+            await self._resolver.resolve(
+                cfg.probe_name, cfg.probe_type, lifetime=cfg.probe_timeout_s
+            )
+            answers = True
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
+            answers = True
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+            answers = _some_server_answered(exc)
+        was_down = self._probed is not None and not self._probed[1]
+        self._probed = (sent_at, answers)
+        if answers and was_down:
+            log.info("dns_resolver_answers_again", probe=cfg.probe_name)
+        elif not answers and not was_down:
+            log.warning("dns_resolver_unavailable", probe=cfg.probe_name, type=cfg.probe_type)
+        return answers
