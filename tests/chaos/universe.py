@@ -57,11 +57,15 @@ def new_universe(
     )
 
 
-def publish_run(universe: Universe, n: int) -> None:
-    """n one-recipient messages, the priorities in turn, each to its own inbox address."""
+def publish_run(universe: Universe, n: int, *, per_second: float | None = None) -> None:
+    """n one-recipient messages, the priorities in turn, each to its own inbox address; all
+    at once, or paced at per_second (so every stage has work throughout the run)."""
     priorities = (Priority.TRANSACTIONAL, Priority.BULK, Priority.CRITICAL)
+    began = time.monotonic()
     with EmailClient(kafka=universe.settings.kafka) as client:
         for i in range(n):
+            if per_second is not None and i % 50 == 0:
+                time.sleep(max(0.0, began + i / per_second - time.monotonic()))
             priority = priorities[i % 3]
             client.send(
                 new_request(
