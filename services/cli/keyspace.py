@@ -9,21 +9,19 @@ from cassandra.cluster import Session
 
 from services.cli.settings import load
 from services.common.cassandra.session import connect
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, KeyspaceMissing
 
 
 @contextmanager
 def keyspace_session() -> Iterator[Session]:
-    """ConfigError, one line, when the keyspace is missing: the driver says only that it
-    could connect to no server "using keyspace", as if Cassandra were down."""
+    """ConfigError, one line, when the keyspace is missing: a service waits for the migrate
+    job, an operator's command has nothing to wait for."""
     settings = load().cassandra
-    cluster, session = connect(settings)
     try:
-        if settings.keyspace not in cluster.metadata.keyspaces:
-            raise ConfigError(
-                f"keyspace {settings.keyspace!r} does not exist: run 'mailstream db migrate'"
-            )
-        session.set_keyspace(settings.keyspace)
+        cluster, session = connect(settings, keyspace=settings.keyspace)
+    except KeyspaceMissing as exc:
+        raise ConfigError(str(exc)) from None
+    try:
         yield session
     finally:
         cluster.shutdown()

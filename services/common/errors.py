@@ -42,3 +42,8 @@ class OutputRefused(MailstreamError):
 class FatalError(MailstreamError):
     """The process cannot go on (e.g. the idempotent producer fenced): stop without committing
     what is in flight, and let the supervisor restart it."""
+
+
+class KeyspaceMissing(TransientError):
+    """Cassandra answers but the keyspace is not there: `mailstream db migrate` has not run
+    yet (under Kubernetes it may run after the services start), so they wait for it."""

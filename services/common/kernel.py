@@ -16,7 +16,7 @@ from services.common.avro.serde import RecordSerde
 from services.common.cassandra.session import AsyncSession, connect
 from services.common.clock import Clock, SystemClock
 from services.common.config import CommonSettings
-from services.common.errors import TransientError
+from services.common.errors import KeyspaceMissing, TransientError
 from services.common.health import Health, HealthServer
 from services.common.kafka.producer import AsyncProducer
 from services.common.kafka.runner import Lane, run_lanes
@@ -69,6 +69,7 @@ async def _wait_for_cassandra(
     """Nothing is consumed before Cassandra answers, so waiting is safe however long it takes:
     the service stays up and not ready (a supervisor need not restart it) until it does."""
     delay = 1.0
+    said = ""  # the missing keyspace's message, once logged
     while not stop.is_set():
         try:
             connected = await asyncio.to_thread(
@@ -76,7 +77,14 @@ async def _wait_for_cassandra(
             )
         except TransientError as exc:
             health.set("cassandra", False, str(exc))
-            log.warning("cassandra_unavailable", retry_in_s=delay, error=str(exc)[:300])
+            if not isinstance(exc, KeyspaceMissing):
+                log.warning("cassandra_unavailable", retry_in_s=delay, error=str(exc)[:300])
+                said = ""
+            elif str(exc) != said:
+                # Not an outage but a migration yet to run, which may take a while: said
+                # once (and on each change), readiness saying it meanwhile.
+                log.warning("cassandra_keyspace_missing", error=str(exc))
+                said = str(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 8.0)

@@ -95,7 +95,8 @@ def test_cli_on_a_keyspace_not_migrated_says_to_migrate(stack: None) -> None:
 
 def test_a_service_waits_for_a_keyspace_not_migrated(stack: None, tmp_path: Path) -> None:
     """Under Kubernetes the migrate job may run after the services start: they stay up, not
-    ready, with the keyspace named in the reason."""
+    ready, with the keyspace and the command to run named in the reason (not "cannot reach
+    Cassandra"), said once in the log rather than at every retry."""
     keyspace = f"absent_{uuid.uuid4().hex[:8]}"
     proc = ServiceProcess(
         module="services.ingest",
@@ -103,6 +104,7 @@ def test_a_service_waits_for_a_keyspace_not_migrated(stack: None, tmp_path: Path
         log_path=tmp_path / "ingest.log",
     )
     proc.start()
+    expected = f"keyspace '{keyspace}' does not exist: run 'mailstream db migrate'"
     try:
 
         def reported() -> bool:
@@ -112,6 +114,17 @@ def test_a_service_waits_for_a_keyspace_not_migrated(stack: None, tmp_path: Path
             return status == 503 and keyspace in detail
 
         wait_until("readiness to name the missing keyspace", reported, 60)
-        assert "Traceback" not in proc.log_text()
+        assert proc.readiness()[1]["checks"]["cassandra"]["detail"] == expected
+        # Not ready for 8 s, past a few retries (1, 2 then 4 s apart): still said once.
+        wait_until(
+            "a few retries", lambda: proc.readiness()[1]["checks"]["cassandra"]["for_s"] >= 8, 30
+        )
+        log = proc.log_text()
+        assert "Traceback" not in log
+        missing = [
+            json.loads(line) for line in log.splitlines() if "cassandra_keyspace_missing" in line
+        ]
+        assert [r["error"] for r in missing] == [expected]
+        assert '"cassandra_unavailable"' not in log and "cannot reach Cassandra" not in log
     finally:
         assert proc.stop() == 0, proc.log_text()[-2000:]

@@ -32,7 +32,7 @@ from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessa
 from cassandra.query import PreparedStatement, _clean_column_name
 
 from services.common.config import CassandraSettings
-from services.common.errors import TransientError
+from services.common.errors import KeyspaceMissing, TransientError
 from services.common.retry import with_retries
 
 # Driver errors that mean "Cassandra is unavailable for now", turned into TransientError: no
@@ -103,11 +103,21 @@ def cluster_options(settings: CassandraSettings) -> dict[str, Any]:
 
 
 def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    """KeyspaceMissing when Cassandra answers but has no such keyspace: the driver then says
+    only that it could connect to no server "using keyspace", as if Cassandra were down."""
     cluster = Cluster(**cluster_options(settings))
     try:
         session = cluster.connect(keyspace)
     except TRANSIENT as exc:
+        # The control connection read the schema before the session failed: "system" is in
+        # every cluster's, so its absence means Cassandra was not reached at all.
+        known = cluster.metadata.keyspaces if cluster.metadata is not None else {}
+        missing = keyspace is not None and "system" in known and keyspace not in known
         cluster.shutdown()
+        if missing:
+            raise KeyspaceMissing(
+                f"keyspace {keyspace!r} does not exist: run 'mailstream db migrate'"
+            ) from exc
         raise TransientError(
             f"cannot reach Cassandra at {settings.hosts}:{settings.port}: {exc}"
         ) from exc
