@@ -101,7 +101,11 @@ def test_migration_5_moves_old_layout_rows_into_the_tenant_timeline(
     settings: CommonSettings, env: dict[str, str]
 ) -> None:
     keyspace = f"mig_{uuid.uuid4().hex[:10]}"
-    cassandra = settings.cassandra.model_copy(update={"keyspace": keyspace})
+    # Schema changes wait on a machine shared with other suites: more than the 10 s default.
+    timeout = 120.0
+    cassandra = settings.cassandra.model_copy(
+        update={"keyspace": keyspace, "request_timeout_s": timeout}
+    )
     cluster, session = connect(cassandra)
     try:
         before = [m for m in load_migrations() if m.version < 5]
@@ -126,7 +130,11 @@ def test_migration_5_moves_old_layout_rows_into_the_tenant_timeline(
                 (recipient, now - age, message, tenant, kind),
             )
 
-        ours = {**env, "MAILSTREAM_CASSANDRA__KEYSPACE": keyspace}
+        ours = {
+            **env,
+            "MAILSTREAM_CASSANDRA__KEYSPACE": keyspace,
+            "MAILSTREAM_CASSANDRA__REQUEST_TIMEOUT_S": str(timeout),
+        }
         done = mailstream(ours, "db", "migrate", check=True).stdout
         assert "0005_tenant_timeline (copied 3 events and 3 by-recipient rows;" in done
         assert "2 past the timeline TTL" in done  # m-old's event and its by-recipient row
