@@ -1,11 +1,12 @@
 """The sender's maps keyed by traffic stay bounded: rate buckets, idle SMTP connections (the
 least recently used closed with QUIT, never one in use), connection slots and parsed DKIM
-keys. Fake SMTP clients: no socket is opened."""
+keys. Fake SMTP clients and clocks: no socket is opened, no real time is waited for."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +26,9 @@ from services.sender.tls import TlsPolicy
 
 N = 1_000
 MAX = 100
+# For work that takes microseconds: generous on a loaded machine, and short of pytest-timeout,
+# so a wait that never ends fails with what it waited for.
+WAIT_S = 10.0
 
 
 class Clock:
@@ -68,6 +72,7 @@ class FakeClient:
         self.transport = None
         self.quit_sent = False
         self.in_use = False
+        self.held = False  # waiting in data() for the test to release it
 
     def supports_extension(self, name: str) -> bool:
         return False
@@ -82,7 +87,9 @@ class FakeClient:
     async def data(self, message: bytes) -> SimpleNamespace:
         hold = self.holds.get(self.address)
         if hold is not None:
+            self.held = True
             await hold.wait()
+            self.held = False
         assert self.is_connected, "closed while in use"
         self.in_use = False
         return SimpleNamespace(code=250, message="2.0.0 Ok")
@@ -102,7 +109,7 @@ class FakePool(SmtpPool):
         super().__init__(
             settings=SmtpSettings(max_idle_pools=max_idle_pools),
             tls=tls,
-            shaper=Shaper(classes=list(DEFAULT_CLASSES)),
+            shaper=Shaper(classes=list(DEFAULT_CLASSES), clock=Clock()),
             egress=Egress(routing=RoutingSettings(), tls=tls),
         )
         self.opened: list[FakeClient] = []
@@ -138,11 +145,37 @@ def _address(i: int) -> str:
     return f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
 
 
+def _held(pool: FakePool) -> int:
+    return sum(c.held for c in pool.opened)
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Lets the loop run until condition holds: the test waits for the state it needs, not
+    for a guessed number of turns, and a state never reached fails instead of hanging."""
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not condition():
+                await asyncio.sleep(0)
+    except TimeoutError:
+        raise AssertionError(f"not {what} after {WAIT_S} s") from None
+
+
+async def _retired(pool: SmtpPool) -> None:
+    """Waits for the closings of evicted idle connections, which run as tasks of their own,
+    and raises what any of them raised."""
+    if not pool._closing:
+        return
+    done, pending = await asyncio.wait(set(pool._closing), timeout=WAIT_S)
+    assert not pending, f"{len(pending)} closings of evicted connections still running"
+    for task in done:
+        task.result()
+
+
 async def test_idle_connections_are_kept_for_at_most_max_idle_pools() -> None:
     pool = FakePool()
     for i in range(N):
         assert await _send(pool, _address(i)) == 250
-    await _settle()  # evicted connections are closed by tasks of their own
+    await _retired(pool)
     assert len(pool._idle) == MAX
     open_ = [c for c in pool.opened if c.is_connected]
     assert len(open_) == MAX
@@ -161,17 +194,17 @@ async def test_eviction_never_closes_a_connection_in_use() -> None:
     busy = _address(0)
     hold = pool.holds[busy] = asyncio.Event()
     first = [asyncio.create_task(_send(pool, busy)) for _ in range(2)]
-    await _settle()
+    await _until(lambda: _held(pool) == 2, "both first sends held in DATA")
     hold.set()
     assert await asyncio.gather(*first) == [250, 250]
     hold.clear()
     pending = asyncio.create_task(_send(pool, busy))  # takes one of its two idle connections
-    await _settle()
+    await _until(lambda: _held(pool) == 1, "the third send held in DATA")
     (in_use,) = [c for c in pool.opened if c.in_use]
     (idle,) = [c for c in pool.opened if not c.in_use]
     for i in range(1, 50):  # floods the idle pools: busy's is evicted meanwhile
         assert await _send(pool, _address(i)) == 250
-    await _settle()
+    await _retired(pool)
     assert idle.quit_sent and not idle.is_connected  # its idle one was closed with QUIT
     assert in_use.is_connected and not in_use.quit_sent  # the one in use was not
     hold.set()
@@ -180,15 +213,10 @@ async def test_eviction_never_closes_a_connection_in_use() -> None:
     await pool.close()
 
 
-async def _settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_slots_of_a_destination_are_dropped_when_no_task_uses_them() -> None:
     slow = ProviderClass(name="slow", pattern=r"^mx\.slow\.", connections=2)
     pool = FakePool()
-    pool._shaper = Shaper(classes=[slow, *DEFAULT_CLASSES])
+    pool._shaper = Shaper(classes=[slow, *DEFAULT_CLASSES], clock=Clock())
     hold = pool.holds[_address(7)] = asyncio.Event()
     sends = [
         asyncio.create_task(
@@ -201,7 +229,12 @@ async def test_slots_of_a_destination_are_dropped_when_no_task_uses_them() -> No
         )
         for _ in range(10)
     ]
-    await _settle()
+
+    def all_started() -> bool:
+        slots = pool._slots.get("class:slow")
+        return _held(pool) == 2 and slots is not None and slots.slots.waiting == 8
+
+    await _until(all_started, "two sends held in DATA and eight waiting for a slot")
     assert list(pool._slots) == ["class:slow"] and pool._slots["class:slow"].users == 10
     hold.set()
     assert {a.code for a in await asyncio.gather(*sends)} == {250}
