@@ -10,6 +10,7 @@ import click
 
 from services.cli.keyspace import keyspace_session
 from services.cli.output import table
+from services.common.cassandra.retention import ttl_until
 from services.common.cassandra.session import ms_from_cql
 
 MANUAL = "manual"
@@ -73,11 +74,14 @@ def add(tenant: str, address: str, reason: str, expires_in: float | None) -> Non
     normalized = _address(address)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     expires = now + dt.timedelta(days=expires_in) if expires_in is not None else None
+    now_ms = time.time_ns() // 1_000_000
+    lapses = now_ms + int(expires_in * 86_400_000) if expires_in is not None else None
+    ttl = ttl_until(lapses, now_ms)
     with keyspace_session() as session:
         session.execute(
             "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (tenant, normalized, reason, now, expires),
+            " VALUES (%s, %s, %s, %s, %s) USING TTL %s",
+            (tenant, normalized, reason, now, expires, ttl),
         )
     click.echo(f"suppressed {normalized} for {tenant} (reason {reason}, expires {_fmt(expires)})")
 

@@ -12,10 +12,12 @@ Rules (defaults in config.SuppressionSettings):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.common.avro.records import BounceKind, EmailEvent, EventType
+from services.common.cassandra.retention import ttl_until
 from services.common.cassandra.session import AsyncSession, ms_from_cql
 from services.common.logging import get_logger
 from services.event_publisher.config import SuppressionSettings
@@ -129,8 +131,9 @@ _SELECT_SOFT = "SELECT occurred_at FROM soft_bounces WHERE tenant_id = ? AND add
 _SELECT = "SELECT expires_at FROM suppressions WHERE tenant_id = ? AND address = ?"
 _INSERT = (
     "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
-    " VALUES (?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?) USING TTL ?"
 )
+
 
 
 class SuppressionStore:
@@ -178,8 +181,9 @@ class SuppressionStore:
         ):
             log.info("suppression_kept", address=s.address, reason=s.reason)
             return False
+        ttl = ttl_until(s.expires_at, time.time_ns() // 1_000_000)
         await self._session.execute(
-            _INSERT, (s.tenant_id, s.address, s.reason, s.created_at, s.expires_at)
+            _INSERT, (s.tenant_id, s.address, s.reason, s.created_at, s.expires_at, ttl)
         )
         log.info("address_suppressed", address=s.address, reason=s.reason, expires_at=s.expires_at)
         return True

@@ -8,7 +8,6 @@ its services have a universe of their own (topic prefix and keyspace).
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ from services.common.avro.registry import SchemaRegistry
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
 from services.common.kafka.topics import Topics
+from tests.chaos.universe import stack
 from tests.integration.harness import (
     REPO,
     ServiceProcess,
@@ -35,16 +35,6 @@ from tests.stack import SERVICES, provision
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(900)]
 DOWN_FOR_S = 15  # long enough for several failed connection attempts by every service
-
-
-def _stack(*args: str) -> None:
-    done = subprocess.run(
-        [str(REPO / "deploy" / "local" / "stack"), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"stack {' '.join(args)}: {done.stdout[-800:]}{done.stderr[-800:]}"
 
 
 def _all_ready(procs: dict[str, ServiceProcess]) -> bool:
@@ -130,7 +120,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
     procs: dict[str, ServiceProcess] = {}
     try:
         # 1. Cassandra is down when the services start.
-        _stack("down", "cassandra")
+        stack("down", "cassandra")
         procs = {
             m: ServiceProcess(module=m, env=boot_env, log_path=tmp_path / f"{m}.log")
             for m in SERVICES
@@ -143,7 +133,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
         seen = _not_ready_for(procs, "cassandra")
         pids = {m: p.proc.pid for m, p in procs.items() if p.proc is not None}
         began = time.monotonic()
-        _stack("up", "cassandra")
+        stack("up", "cassandra")
         wait_until("ready once Cassandra is back", lambda: _all_ready(procs), 180)
         figures.append(
             f"cassandra down at start: not ready for {DOWN_FOR_S}s "
@@ -172,7 +162,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
 
             # 2. Kafka goes away while they run: readiness follows, nobody exits.
             assigned = {m: p.count_in_log("partitions_assigned") for m, p in procs.items()}
-            _stack("down", "kafka")
+            stack("down", "kafka")
             wait_until(
                 "not ready while Kafka is down",
                 lambda: all(p.readiness()[0] == 503 for p in procs.values()),
@@ -181,7 +171,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
             _not_ready_for(procs, "kafka")
             _assert_alive(procs, "Kafka down while running")
             began = time.monotonic()
-            _stack("up", "kafka")
+            stack("up", "kafka")
             wait_until("ready once Kafka is back", lambda: _all_ready(procs), 120)
             figures.append(
                 f"kafka down while running: ready "
@@ -193,7 +183,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
         # 3. Kafka is down when the services start.
         for proc in procs.values():
             assert proc.stop() == 0, proc.log_text()[-2000:]
-        _stack("down", "kafka")
+        stack("down", "kafka")
         for proc in procs.values():
             proc.log_path.write_text("")  # the next health_listening line is this run's
             proc.start()
@@ -202,7 +192,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
         _assert_alive(procs, "Kafka down at start")
         _not_ready_for(procs, "kafka")
         began = time.monotonic()
-        _stack("up", "kafka")
+        stack("up", "kafka")
         wait_until("ready once Kafka is back", lambda: _all_ready(procs), 120)
         figures.append(
             f"kafka down at start: ready {time.monotonic() - began:.1f}s after "
@@ -214,6 +204,6 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
     finally:
         for proc in procs.values():
             proc.stop()
-        _stack("up", "kafka", "cassandra")
+        stack("up", "kafka", "cassandra")
     with capsys.disabled():
         print("\nstartup outages: " + "; ".join(figures))

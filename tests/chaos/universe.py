@@ -17,8 +17,8 @@ from services.client import EmailClient, Priority, new_request
 from services.common.avro.records import EmailEvent, EventType
 from services.common.config import CommonSettings
 from services.common.kafka.topics import Topics
-from tests.integration.harness import RecordingSmtp, ServiceProcess, TopicCollector
-from tests.stack import REPO, SERVICES, provision
+from tests.integration.harness import REPO, RecordingSmtp, ServiceProcess, TopicCollector
+from tests.stack import SERVICES, provision
 
 UNSUBSCRIBE = {"List-Unsubscribe": "<https://acme.mailstream.test/unsubscribe/chaos>"}
 
@@ -99,12 +99,14 @@ def at_smtp(smtp: RecordingSmtp, tag: str) -> tuple[Counter[str], dict[str, floa
 
 
 def stack(*args: str) -> None:
-    subprocess.run(
+    """deploy/local/stack ARGS; a failure names the command and the end of its output."""
+    done = subprocess.run(
         [str(REPO / "deploy" / "local" / "stack"), *args],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=600,
     )
+    assert done.returncode == 0, f"stack {' '.join(args)}: {done.stdout[-800:]}{done.stderr[-800:]}"
 
 
 @dataclass
@@ -178,15 +180,6 @@ class Supervisor:
         self._stop.set()
         with self._lock:
             return {m: p.stop() for m, p in self.procs.items()}
-
-
-def _stack(*args: str) -> None:
-    subprocess.run(
-        [str(REPO / "deploy" / "local" / "stack"), *args],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
 
 
 class Progress:

@@ -144,3 +144,12 @@ def test_a_step_without_its_cql_file_is_refused(tmp_path: Path) -> None:
     assert load_migrations(tmp_path, {1: step})[0].step is step
     with pytest.raises(ConfigError, match=r"\[2\]"):
         load_migrations(tmp_path, {1: step, 2: step})
+
+
+def test_a_lapsing_row_expires_with_it_a_permanent_one_never() -> None:
+    from services.common.cassandra.retention import ttl_until
+
+    assert ttl_until(None, 1_000) == 0
+    assert ttl_until(1_000 + 86_400_000, 1_000) == 86_400
+    assert ttl_until(1_000 + 1_500, 1_000) == 2  # rounded up: never before it lapses
+    assert ttl_until(500, 1_000) == 1  # lapsed already: gone at once, never kept for good

@@ -209,7 +209,9 @@ class FakeSession:
                 return []
             return [_Row(expires_at=_cql_ts(found[1]) if found[1] is not None else None)]
         if cql.startswith("INSERT INTO suppressions"):
-            tenant, address, reason, _created, expires = params
+            tenant, address, reason, _created, expires, ttl = params
+            # The row lapses with the suppression; a permanent one has no TTL.
+            assert (ttl == 0) == (expires is None), (expires, ttl)
             self.suppressions[(tenant, address)] = (reason, expires)
             return []
         raise AssertionError(cql)

@@ -165,3 +165,11 @@ def apply(session: Session, keyspace: str, tables: tuple[TableRetention, ...]) -
             session.execute(alter_statement(keyspace, wanted))
             changed.append(wanted.table)
     return changed
+
+
+def ttl_until(expires_at_ms: int | None, now_ms: int) -> int:
+    """The TTL of a row that lapses at expires_at (a suppression with an expiry), so it is
+    gone from disk when it no longer counts; 0, no TTL, for one that never lapses."""
+    if expires_at_ms is None:
+        return 0
+    return max(1, -(-(expires_at_ms - now_ms) // 1000))
