@@ -53,9 +53,11 @@ class TenantsFile(BaseModel):
     tenants: list[TenantSpec]
 
 
-def read_tenants_file(path: Path) -> TenantsFile:
+def read_tenants_file(path: Path, *, check_keys: bool = True) -> TenantsFile:
     """The validated file, with DKIM key paths made absolute (relative ones are relative to
-    the file) and every key parsed once, so a bad key fails here, not at send time."""
+    the file) and, with check_keys, every key parsed once, so a bad key fails here, not at
+    send time. Without it (keys that live only on the senders' disks) a key the sender
+    cannot load defers its domain's mail, DEFERRED dkim_key_unavailable, until it can."""
     try:
         spec = TenantsFile.model_validate(yaml.safe_load(path.read_text()))
     except ValidationError as exc:
@@ -70,6 +72,9 @@ def read_tenants_file(path: Path) -> TenantsFile:
         for domain in tenant.sender_domains:
             for key in domain.dkim:
                 key_path = (path.parent / key.private_key_file).resolve()
+                key.private_key_file = str(key_path)
+                if not check_keys:
+                    continue
                 try:
                     load_key(key_path, selector=key.selector, algorithm=key.algorithm)
                 except (OSError, ValueError) as exc:
@@ -77,7 +82,6 @@ def read_tenants_file(path: Path) -> TenantsFile:
                         f"{path}: tenant {tenant.id}, {domain.domain} selector {key.selector}: "
                         f"unusable DKIM key {key_path}: {type(exc).__name__}: {exc}"
                     ) from None
-                key.private_key_file = str(key_path)
     return spec
 
 
@@ -115,8 +119,14 @@ def tenants() -> None:
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
 @click.option("--prune", is_flag=True, help="Remove stored tenants that FILE lacks.")
 @click.option("--dry-run", is_flag=True, help="Print the changes; write nothing.")
-def apply(path: Path, prune: bool, dry_run: bool) -> None:
-    spec = read_tenants_file(path)
+@click.option(
+    "--no-key-check",
+    is_flag=True,
+    help="Don't load the DKIM keys here (they live on the senders' disks); a sender that "
+    "cannot load one defers that domain's mail until it can.",
+)
+def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
+    spec = read_tenants_file(path, check_keys=not no_key_check)
     by_id = {t.id: t for t in spec.tenants}
     with keyspace_session() as session:
         rows = session.execute("SELECT tenant_id, sender_domains, spec_json FROM tenants")

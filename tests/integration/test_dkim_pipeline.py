@@ -101,7 +101,11 @@ def test_a_key_that_cannot_be_loaded_defers_the_mail_never_unsigned(
         f"        dkim:\n          - {{selector: late, algorithm: ed25519-sha256, "
         f"private_key_file: {key_file}}}\n"
     )
-    applied = mailstream(env, "tenants", "apply", "-f", str(tmp_path / "tenants.yaml"))
+    refused = mailstream(env, "tenants", "apply", "-f", str(tmp_path / "tenants.yaml"))
+    assert refused.returncode == 2 and "unusable DKIM key" in refused.stderr, refused.stderr
+    applied = mailstream(
+        env, "tenants", "apply", "--no-key-check", "-f", str(tmp_path / "tenants.yaml")
+    )
     assert applied.returncode == 0, applied.stderr
     mid = f"nokey-{run}"
     client.send(
