@@ -98,6 +98,21 @@ def test_single_object_encoding_layout() -> None:
     assert schemaless_reader(body, version.parsed, None)["message_id"] == "m"
 
 
+@pytest.mark.parametrize("at", [0, 2**62, 2**63 - 1, -(2**63)])
+def test_every_long_a_timestamp_field_holds_decodes_as_that_long(at: int) -> None:
+    """A timestamp-millis is a long on the wire: whatever long a producer wrote (past year
+    9999 too, which no datetime holds) decodes, so ingest can refuse it with a reason."""
+    from services.common.avro.serde import RecordSerde
+
+    serde = RecordSerde(codec=AvroCodec(registry=REGISTRY))
+    request = EmailRequested(
+        message_id="m", tenant_id="t", from_address="a@b.c", to=[Recipient("x@y.z")],
+        requested_at=at, send_at=at, expires_at=at,
+    )  # fmt: skip
+    decoded = serde.decode(EmailRequested, serde.encode(request))
+    assert (decoded.requested_at, decoded.send_at, decoded.expires_at) == (at, at, at)
+
+
 @pytest.mark.parametrize(
     "bad", [b"", b"\xc3", b"\xc3\x01" + b"\0" * 8 + b"x", b"{json}", b"\xc3\x01" + bytes(8)]
 )

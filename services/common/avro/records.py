@@ -6,7 +6,6 @@ Timestamps (Avro timestamp-millis) are plain int epoch milliseconds here.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import enum
 import functools
 import types
@@ -190,8 +189,6 @@ RECORD_TYPES: tuple[type[Any], ...] = (
 )
 
 R = TypeVar("R")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
 
 
 def to_avro(record: Any) -> dict[str, Any]:
@@ -253,6 +250,4 @@ def _converter(hint: Any) -> Callable[[Any], Any]:
                 return None if v is None else record(v)
 
             return member
-        if hint is int:
-            return lambda v: (v - _EPOCH) // _MS if isinstance(v, dt.datetime) else v
     return _identity

@@ -17,7 +17,7 @@ from services.common.errors import ConfigError
 class SchemaVersion:
     full_name: str
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO of the Parsing Canonical Form
-    parsed: Any
+    parsed: Any  # as the codec reads and writes it: logical types are plain (see _plain)
     source: Path
 
 
@@ -36,8 +36,21 @@ def _load_folder(folder: Path) -> list[SchemaVersion]:
             continue  # enums and the like are only ever written inside a record
         named: dict[str, Any] = {}
         parsed = load_schema(str(path), named_schemas=named, _write_hint=False)
-        versions.append(SchemaVersion(full_name, schema_fingerprint(parsed), parsed, path))
+        versions.append(SchemaVersion(full_name, schema_fingerprint(parsed), _plain(parsed), path))
     return versions
+
+
+def _plain(schema: Any) -> Any:
+    """The schema without its logicalType annotations, which the Parsing Canonical Form (and
+    so the fingerprint) leaves out too: a timestamp-millis is read and written as the long it
+    is on the wire. Converted, any long past year 9999 made the decoder raise OverflowError,
+    so a request of valid Avro could only be dead-lettered; read plain, ingest refuses it
+    with a reason (timestamp_invalid), and no decode builds a datetime only to undo it."""
+    if isinstance(schema, dict):
+        return {k: _plain(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_plain(v) for v in schema]
+    return schema
 
 
 class SchemaRegistry:
