@@ -1,4 +1,4 @@
-"""The direct MIME writer (messages without attachments) against what it must say: every
+"""The direct MIME writer against what it must say: every
 header, address and text part parses back, with the email package's own parser, to exactly
 what was given; and a message the email package builds parses to the same."""
 
@@ -154,12 +154,81 @@ def test_both_builders_say_the_same_of_a_typical_message() -> None:
     assert [k for k, _ in ours.items()] == [k for k, _ in theirs.items()][: len(ours.items())]
 
 
-def test_attachments_still_go_through_the_email_package() -> None:
+FILENAMES = st.one_of(
+    st.text(SAFE.filter(lambda c: c not in "/\\"), min_size=1, max_size=120).filter(
+        lambda n: n.strip() and "=?" not in n and n not in {".", ".."}
+    ),
+    st.sampled_from(["r.pdf", 'a "quoted" \\ name.txt', "\u00fcbersicht 2026.xlsx", "x" * 255]),
+)
+ATTACHMENTS = st.lists(
+    st.tuples(FILENAMES, st.sampled_from(["application/pdf", "text/csv; charset=utf-8",
+                                          "image/png", "application/octet-stream"]),
+              st.binary(max_size=300)),
+    min_size=1, max_size=3,
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    subject=WORDS,
+    text=st.one_of(st.none(), BODY),
+    html=st.one_of(st.none(), BODY),
+    attachments=ATTACHMENTS,
+)
+@example(subject="=?utf-8?q?hi?=", text="t", html=None,
+         attachments=[("r.pdf", "application/pdf", b"%PDF")])  # fmt: skip
+def test_attachments_parse_back_to_their_names_types_and_bytes(
+    subject: str,
+    text: str | None,
+    html: str | None,
+    attachments: list[tuple[str, str, bytes]],
+) -> None:
     from services.common.avro.records import Attachment
 
-    request = replace(BASE, attachments=[Attachment("r.pdf", "application/pdf", b"%PDF")])
-    raw = build_mime(request, subject="s", text="t", html=None, accepted_at=0,
+    request = replace(BASE, attachments=[Attachment(*a) for a in attachments])
+    raw = build_mime(request, subject=subject, text=text, html=html, accepted_at=0,
                      recipients=["bob@example.org"])  # fmt: skip
     msg = _parse(raw)
+    assert msg["Subject"] == subject  # the email package would decode "=?utf-8?q?hi?=" here
     assert msg.get_content_type() == "multipart/mixed"
-    assert [p.get_filename() for p in msg.iter_attachments()] == ["r.pdf"]
+    found = [
+        (p.get_filename(), p.get_content_type(), p.get_payload(decode=True))
+        for p in msg.iter_attachments()
+    ]
+    assert found == [(name, kind.split(";")[0], content) for name, kind, content in attachments]
+    expected = {k: _lines(v) for k, v in (("plain", text), ("html", html)) if v is not None}
+    texts = {
+        p.get_content_subtype(): p.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
+        for p in msg.walk()
+        if not p.is_multipart() and p.get_content_disposition() != "attachment"
+    }
+    assert texts == expected
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    # Part headers (RFC 2231 filename pieces included) fold to 78, base64 and QP lines are 76.
+    assert all(len(line) <= 78 for line in body.split(b"\r\n")), "a body line over 78"
+    assert not body.startswith(b".") and b"\r\n." not in body
+
+
+def test_a_message_with_attachments_says_what_the_email_package_says() -> None:
+    from services.common.avro.records import Attachment
+
+    request = replace(
+        BASE,
+        attachments=[
+            Attachment("r.pdf", "application/pdf", b"%PDF-1.7" * 40),
+            Attachment("\u00fcbersicht.csv", "text/csv; charset=utf-8", b"a,b\r\n1,2\r\n"),
+        ],
+    )
+    arguments = dict(subject="Your invoice", text="See attached.\n", html="<p>See</p>\n",
+                     accepted_at=1_764_547_200_000, recipients=["bob@example.org"])  # fmt: skip
+    ours = _parse(build_mime(request, **arguments))  # type: ignore[arg-type]
+    theirs = _parse(build_mime_with_email_package(request, **arguments))  # type: ignore[arg-type]
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
+        assert ours[name] == theirs[name], name
+
+    def shape(msg: EmailMessage) -> list[tuple[str, str | None, bytes | None]]:
+        return [
+            (p.get_content_type(), p.get_filename(), p.get_payload(decode=True)) for p in msg.walk()
+        ]
+
+    assert shape(ours)[1:] == shape(theirs)[1:]
