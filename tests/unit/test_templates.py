@@ -146,7 +146,7 @@ HOSTILE = [
 @pytest.mark.parametrize("part", ["text", "html"])
 def test_hostile_templates_fail_fast(source: str, part: str) -> None:
     parts: dict[str, Any] = {"text": None, "html": None, part: source}
-    started = time.monotonic()
+    started = time.process_time()  # the limits are CPU time: a loaded machine stretches wall
     with pytest.raises(RenderError) as err:
         render(
             template(subject="s", required=(), **parts),
@@ -154,7 +154,7 @@ def test_hostile_templates_fail_fast(source: str, part: str) -> None:
             limits=LIMITS,
         )
     assert err.value.reason == "render_failed"
-    assert time.monotonic() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_time_limit_is_the_configured_one() -> None:
