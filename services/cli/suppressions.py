@@ -12,8 +12,7 @@ from services.cli.keyspace import keyspace_session
 from services.cli.output import table
 from services.common.cassandra.retention import ttl_until
 from services.common.cassandra.session import ms_from_cql
-
-MANUAL = "manual"
+from services.common.reasons import Reason
 
 
 def _address(value: str) -> str:
@@ -63,7 +62,9 @@ def list_(tenant: str, limit: int) -> None:
 @suppressions.command(help="Suppress an address for the tenant (replaces any entry).")
 @_tenant
 @click.argument("address")
-@click.option("--reason", default=MANUAL, show_default=True, help="Why, a snake_case code.")
+@click.option(
+    "--reason", default=Reason.MANUAL.value, show_default=True, help="Why, a snake_case code."
+)
 @click.option(
     "--expires-in",
     "expires_in",

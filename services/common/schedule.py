@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from services.common.avro.records import DeliveryTask
 from services.common.config import CommonSettings
 from services.common.priority import Priority
-
-# Reason codes of EXPIRED events.
-EXPIRED = "expired"
-MAX_AGE_EXCEEDED = "max_age_exceeded"
+from services.common.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -87,8 +84,8 @@ def next_attempt(
     return NextAttempt(tier_s=tier, due_ms=due)
 
 
-def expiry_reason(task: DeliveryTask, policy: RetryPolicy) -> str:
+def expiry_reason(task: DeliveryTask, policy: RetryPolicy) -> Reason:
     """`expired` when the request's own expires_at ran out first, else `max_age_exceeded`."""
     deadline = policy.deadline_for(task)
     binding = task.expires_at is not None and task.expires_at == deadline
-    return EXPIRED if binding else MAX_AGE_EXCEEDED
+    return Reason.EXPIRED if binding else Reason.MAX_AGE_EXCEEDED

@@ -7,10 +7,7 @@ from services.common.avro.serde import RecordSerde
 from services.common.kafka.records import Output
 from services.common.kafka.topics import Topics
 from services.common.priority import Priority
-
-# The reason of the REJECTED event a recipient gets when a service gave up on its record (the
-# record's handling kept raising; it is quarantined on mailstream.internal.dlq). Any service.
-INTERNAL_ERROR = "internal_error"
+from services.common.reasons import Reason
 
 
 class StatusEmitter:
@@ -28,7 +25,7 @@ class StatusEmitter:
         occurred_at: int,
         recipient: str | None = None,
         attempt: int = 0,
-        reason: str | None = None,
+        reason: Reason | None = None,
         smtp: SmtpReply | None = None,
         bounce: Bounce | None = None,
         next_attempt_at: int | None = None,
@@ -61,7 +58,7 @@ class StatusEmitter:
         now: int,
         *,
         attempt: int | None = None,
-        reason: str | None = None,
+        reason: Reason | None = None,
         smtp: SmtpReply | None = None,
         bounce: Bounce | None = None,
         next_attempt_at: int | None = None,

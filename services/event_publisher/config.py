@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
+from services.common.reasons import Reason
 
 _DAY_S = 24 * 3600
 
@@ -16,7 +17,7 @@ class SuppressionSettings(BaseModel):
 
     enabled: bool = True
     # A hard bounce of these categories says the address can never receive mail: for good.
-    permanent_categories: tuple[str, ...] = ("invalid_recipient", "bad_domain")
+    permanent_categories: tuple[str, ...] = (Reason.INVALID_RECIPIENT, Reason.BAD_DOMAIN)
     # Other hard bounces (disabled mailbox, unroutable, relay denied, unrecognised 5xx) may
     # heal: a disabled account is reactivated, a domain fixes its MX.
     hard_expiry_s: int = Field(default=30 * _DAY_S, ge=0)
@@ -29,12 +30,12 @@ class SuppressionSettings(BaseModel):
     # our reputation (spam_block, authentication, policy, tls, content, size ...) are ours to
     # fix and would otherwise suppress every recipient of a misconfigured sender.
     soft_categories: tuple[str, ...] = (
-        "quota",
-        "rate_limited",
-        "greylisted",
-        "connection",
-        "dns_failure",
-        "message_expired",
+        Reason.QUOTA,
+        Reason.RATE_LIMITED,
+        Reason.GREYLISTED,
+        Reason.CONNECTION,
+        Reason.DNS_FAILURE,
+        Reason.MESSAGE_EXPIRED,
     )
 
 

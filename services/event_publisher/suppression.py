@@ -20,12 +20,10 @@ from services.common.avro.records import BounceKind, EmailEvent, EventType
 from services.common.cassandra.retention import ttl_until
 from services.common.cassandra.session import AsyncSession, ms_from_cql
 from services.common.logging import get_logger
+from services.common.reasons import Reason
 from services.event_publisher.config import SuppressionSettings
 
 log = get_logger(__name__)
-
-COMPLAINT = "complaint"
-SOFT_BOUNCES = "soft_bounces"
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def after_soft_bounces(
     return Suppress(
         tenant_id=bounce.tenant_id,
         address=bounce.address,
-        reason=SOFT_BOUNCES,
+        reason=Reason.SOFT_BOUNCES,
         created_at=bounce.occurred_at,
         expires_at=_expiry(bounce.occurred_at, settings.soft_expiry_s),
     )
@@ -108,7 +106,7 @@ def on_complaint(
     return Suppress(
         tenant_id=tenant_id,
         address=address.strip().lower(),
-        reason=COMPLAINT,
+        reason=Reason.COMPLAINT,
         created_at=occurred_at,
         expires_at=_expiry(occurred_at, settings.complaint_expiry_s),
     )
@@ -133,7 +131,6 @@ _INSERT = (
     "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
     " VALUES (?, ?, ?, ?, ?) USING TTL ?"
 )
-
 
 
 class SuppressionStore:

@@ -13,9 +13,9 @@ from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.priority import Priority
-from services.common.status import INTERNAL_ERROR, StatusEmitter
+from services.common.reasons import Reason
+from services.common.status import StatusEmitter
 from services.common.tenants import TenantDirectory
-from services.ingest import reasons
 from services.ingest.idempotency import Claim, IdempotencyStore
 from services.ingest.suppression import SuppressionList
 from services.ingest.validation import validate
@@ -63,7 +63,9 @@ class IngestHandler:
         an outcome, whichever step failed."""
         request = self._serde.decode(EmailRequested, inbound.value)
         return [
-            self._event(request, EventType.REJECTED, self._clock.now_ms(), reason=INTERNAL_ERROR)
+            self._event(
+                request, EventType.REJECTED, self._clock.now_ms(), reason=Reason.INTERNAL_ERROR
+            )
         ]
 
     async def _ingest(self, inbound: Inbound, request: EmailRequested) -> list[Output]:
@@ -81,7 +83,7 @@ class IngestHandler:
             log.info("request_rejected", reason=verdict.rejected_reason, detail=verdict.detail)
             reason = verdict.rejected_reason
             # Tags refused for what they hold are not echoed on the event that refuses them.
-            echo = reason not in (reasons.TAG_INVALID, reasons.TAGS_TOO_MANY)
+            echo = reason not in (Reason.TAG_INVALID, Reason.TAGS_TOO_MANY)
             return [self._event(request, EventType.REJECTED, now, reason=reason, echo_tags=echo)]
 
         claim = await self._claims.claim(
@@ -102,7 +104,7 @@ class IngestHandler:
         ]
         if request.expires_at is not None and request.expires_at <= now:
             outputs += [
-                self._event(request, EventType.EXPIRED, now, recipient=r, reason=reasons.EXPIRED)
+                self._event(request, EventType.EXPIRED, now, recipient=r, reason=Reason.EXPIRED)
                 for r in verdict.recipients
             ]
             return outputs
@@ -118,7 +120,7 @@ class IngestHandler:
                         EventType.SUPPRESSED,
                         now,
                         recipient=recipient,
-                        reason=reasons.SUPPRESSED,
+                        reason=Reason.SUPPRESSED,
                     )
                 )
             else:
@@ -146,7 +148,7 @@ class IngestHandler:
         now: int,
         *,
         recipient: str | None = None,
-        reason: str | None = None,
+        reason: Reason | None = None,
         echo_tags: bool = True,
     ) -> Output:
         return self._status.output(

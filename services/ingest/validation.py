@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from services.common.addresses import normalize_address
 from services.common.avro.records import Attachment, EmailRequested
 from services.common.header_text import unsafe_text
+from services.common.reasons import Reason
 from services.common.tenants import Tenant
-from services.ingest import reasons
 from services.ingest.headers_policy import header_allowed
 
 MAX_MESSAGE_ID = 128
@@ -61,10 +61,10 @@ class Verdict:
     """rejected_reason set: the whole request is refused. Otherwise recipients are the
     normalized addresses to deliver to, and invalid ones are listed with their reason."""
 
-    rejected_reason: str | None = None
+    rejected_reason: Reason | None = None
     detail: str = ""
     recipients: list[str] = field(default_factory=list)
-    invalid_recipients: list[tuple[str, str]] = field(default_factory=list)
+    invalid_recipients: list[tuple[str, Reason]] = field(default_factory=list)
 
 
 def validate(
@@ -80,51 +80,51 @@ def validate(
         return normalize_address(address, allow_test_domains=allow_test_domains)
 
     if not _MESSAGE_ID.fullmatch(request.message_id):
-        return Verdict(reasons.MESSAGE_ID_INVALID, "1 to 128 printable ASCII characters")
+        return Verdict(Reason.MESSAGE_ID_INVALID, "1 to 128 printable ASCII characters")
     if encoded_size > max_bytes:
-        return Verdict(reasons.REQUEST_TOO_LARGE, f"{encoded_size} > {max_bytes} bytes")
+        return Verdict(Reason.REQUEST_TOO_LARGE, f"{encoded_size} > {max_bytes} bytes")
     if tenant is None:
-        return Verdict(reasons.TENANT_UNKNOWN, request.tenant_id)
+        return Verdict(Reason.TENANT_UNKNOWN, request.tenant_id)
     sender = normalize(request.from_address)
     if sender is None:
-        return Verdict(reasons.SENDER_INVALID, "from_address is not a valid address")
+        return Verdict(Reason.SENDER_INVALID, "from_address is not a valid address")
     if sender.rsplit("@", 1)[1].lower() not in tenant.sender_domains:
-        return Verdict(reasons.SENDER_NOT_PERMITTED, "from_address domain not verified for tenant")
+        return Verdict(Reason.SENDER_NOT_PERMITTED, "from_address domain not verified for tenant")
     if request.reply_to is not None and normalize(request.reply_to) is None:
-        return Verdict(reasons.SENDER_INVALID, "reply_to is not a valid address")
+        return Verdict(Reason.SENDER_INVALID, "reply_to is not a valid address")
     if not request.to:
-        return Verdict(reasons.RECIPIENTS_MISSING, "to is empty")
+        return Verdict(Reason.RECIPIENTS_MISSING, "to is empty")
     if len(request.to) > MAX_TO:
-        return Verdict(reasons.RECIPIENTS_TOO_MANY, f"{len(request.to)} > {MAX_TO}")
+        return Verdict(Reason.RECIPIENTS_TOO_MANY, f"{len(request.to)} > {MAX_TO}")
     total = len(request.to) + len(request.cc) + len(request.bcc)
     if total > MAX_RECIPIENTS:
-        return Verdict(reasons.RECIPIENTS_TOO_MANY, f"to, cc and bcc: {total} > {MAX_RECIPIENTS}")
+        return Verdict(Reason.RECIPIENTS_TOO_MANY, f"to, cc and bcc: {total} > {MAX_RECIPIENTS}")
     if request.template is None and request.text_body is None and request.html_body is None:
-        return Verdict(reasons.CONTENT_MISSING, "no template, text_body or html_body")
+        return Verdict(Reason.CONTENT_MISSING, "no template, text_body or html_body")
     if bulk and not any(k.lower() == "list-unsubscribe" for k in request.headers):
         # Bulk mail without one-click unsubscribe is refused by Gmail and Yahoo (2024 rules).
-        return Verdict(reasons.LIST_UNSUBSCRIBE_MISSING, "bulk mail needs List-Unsubscribe")
+        return Verdict(Reason.LIST_UNSUBSCRIBE_MISSING, "bulk mail needs List-Unsubscribe")
     for name, value in request.headers.items():
         if not header_allowed(name):
-            return Verdict(reasons.HEADER_NOT_ALLOWED, _clip(name))
+            return Verdict(Reason.HEADER_NOT_ALLOWED, _clip(name))
         if unsafe_text(value):
-            return Verdict(reasons.HEADER_VALUE_INVALID, _clip(name))
+            return Verdict(Reason.HEADER_VALUE_INVALID, _clip(name))
     texts = [
         request.subject,
         request.from_name,
         *(r.name for r in [*request.to, *request.cc, *request.bcc]),
     ]
     if any(t is not None and unsafe_text(t) for t in texts):
-        return Verdict(reasons.HEADER_VALUE_INVALID, "line break or control character in a header")
+        return Verdict(Reason.HEADER_VALUE_INVALID, "line break or control character in a header")
     refused = _attachments_refused(request.attachments) or _tags_refused(request.tags)
     if refused is not None:
         return refused
     recipients: list[str] = []
-    invalid: list[tuple[str, str]] = []
+    invalid: list[tuple[str, Reason]] = []
     for r in [*request.to, *request.cc, *request.bcc]:
         normalized = normalize(r.address)
         if normalized is None:
-            invalid.append((r.address, reasons.RECIPIENT_INVALID))
+            invalid.append((r.address, Reason.RECIPIENT_INVALID))
         elif normalized not in recipients:
             recipients.append(normalized)
     return Verdict(recipients=recipients, invalid_recipients=invalid)
@@ -132,17 +132,17 @@ def validate(
 
 def _attachments_refused(attachments: list[Attachment]) -> Verdict | None:
     if len(attachments) > MAX_ATTACHMENTS:
-        return Verdict(reasons.ATTACHMENTS_TOO_MANY, f"{len(attachments)} > {MAX_ATTACHMENTS}")
+        return Verdict(Reason.ATTACHMENTS_TOO_MANY, f"{len(attachments)} > {MAX_ATTACHMENTS}")
     total = sum(len(a.content) for a in attachments)
     if total > MAX_ATTACHMENT_BYTES:
-        return Verdict(reasons.ATTACHMENTS_TOO_LARGE, f"{total} > {MAX_ATTACHMENT_BYTES} bytes")
+        return Verdict(Reason.ATTACHMENTS_TOO_LARGE, f"{total} > {MAX_ATTACHMENT_BYTES} bytes")
     for i, attachment in enumerate(attachments):
         problem = _filename_problem(attachment.filename)
         if problem is not None:
-            return Verdict(reasons.ATTACHMENT_INVALID, f"attachments[{i}].filename: {problem}")
+            return Verdict(Reason.ATTACHMENT_INVALID, f"attachments[{i}].filename: {problem}")
         problem = _content_type_problem(attachment.content_type)
         if problem is not None:
-            return Verdict(reasons.ATTACHMENT_INVALID, f"attachments[{i}].content_type: {problem}")
+            return Verdict(Reason.ATTACHMENT_INVALID, f"attachments[{i}].content_type: {problem}")
     return None
 
 
@@ -187,15 +187,15 @@ def _content_type_problem(value: str) -> str | None:
 
 def _tags_refused(tags: Mapping[str, str]) -> Verdict | None:
     if len(tags) > MAX_TAGS:
-        return Verdict(reasons.TAGS_TOO_MANY, f"{len(tags)} > {MAX_TAGS}")
+        return Verdict(Reason.TAGS_TOO_MANY, f"{len(tags)} > {MAX_TAGS}")
     for key, value in tags.items():
         if not _TAG_KEY.fullmatch(key):
-            return Verdict(reasons.TAG_INVALID, f"key {_clip(key)}: 1 to 64 of A-Z a-z 0-9 _ . : -")
+            return Verdict(Reason.TAG_INVALID, f"key {_clip(key)}: 1 to 64 of A-Z a-z 0-9 _ . : -")
         if len(value) > MAX_TAG_VALUE:
-            return Verdict(reasons.TAG_INVALID, f"{key}: {len(value)} > {MAX_TAG_VALUE} characters")
+            return Verdict(Reason.TAG_INVALID, f"{key}: {len(value)} > {MAX_TAG_VALUE} characters")
         found = _first_of(value, _NOT_IN_TAGS)
         if found is not None:
-            return Verdict(reasons.TAG_INVALID, f"{key}: {found}, a control or line separator")
+            return Verdict(Reason.TAG_INVALID, f"{key}: {found}, a control or line separator")
     return None
 
 

@@ -24,16 +24,15 @@ from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.priority import Priority
+from services.common.reasons import Reason
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
-from services.common.status import INTERNAL_ERROR, StatusEmitter
+from services.common.status import StatusEmitter
 from services.common.tenants import Tenant, TenantDirectory
-from services.router import reasons
 from services.router.mime import build_mime, has_https_unsubscribe
 from services.router.mx import DnsTemporaryFailure, NoRoute
 from services.router.pacing import Pacer
 from services.router.policy import RoutePlanner, Unroutable
 from services.router.render import (
-    TEMPLATE_NOT_FOUND,
     Rendered,
     RenderError,
     RenderLimits,
@@ -83,12 +82,12 @@ class Router:
                     EventType.BOUNCED,
                     now,
                     reason=exc.reason,
-                    bounce=Bounce(kind=BounceKind.HARD, category="bad_domain"),
+                    bounce=Bounce(kind=BounceKind.HARD, category=Reason.BAD_DOMAIN),
                 )
             ]
         except DnsTemporaryFailure as exc:
             log.warning("dns_temporary_failure", recipient=task.recipient, error=str(exc))
-            return self._retry_later(task, now, reason=reasons.DNS_TEMPORARY_FAILURE)
+            return self._retry_later(task, now, reason=Reason.DNS_TEMPORARY_FAILURE)
         except Unroutable as exc:
             log.warning("unroutable", reason=exc.reason, error=str(exc))
             return self._retry_later(task, now, reason=exc.reason)
@@ -108,7 +107,7 @@ class Router:
             )
         ]
 
-    def _retry_later(self, task: DeliveryTask, now: int, *, reason: str) -> list[Output]:
+    def _retry_later(self, task: DeliveryTask, now: int, *, reason: Reason) -> list[Output]:
         """A routing step that failed for now counts as an attempt like an SMTP one: the
         next one backs off along the tiers, and its DEFERRED event has an id of its own."""
         number = task.attempt + 1
@@ -201,7 +200,7 @@ class AcceptedHandler:
                 # base64 attachments) and templates grow it more: past the limit no delivery
                 # task could carry it, so every recipient gets its terminal event now.
                 log.info("message_too_large", bytes=len(mime), limit=self._max_message_bytes)
-                return self._reject_all(accepted, reasons.MESSAGE_TOO_LARGE)
+                return self._reject_all(accepted, Reason.MESSAGE_TOO_LARGE)
             sender_domain = request.from_address.rsplit("@", 1)[1]
             tenant = await self._tenants.get(request.tenant_id)
             rate = _bulk_rate(accepted.priority, tenant)
@@ -231,10 +230,10 @@ class AcceptedHandler:
 
     async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
         return self._reject_all(
-            self._router.serde.decode(AcceptedRequest, inbound.value), INTERNAL_ERROR
+            self._router.serde.decode(AcceptedRequest, inbound.value), Reason.INTERNAL_ERROR
         )
 
-    def _reject_all(self, accepted: AcceptedRequest, reason: str) -> list[Output]:
+    def _reject_all(self, accepted: AcceptedRequest, reason: Reason) -> list[Output]:
         request, now = accepted.request, self._router.clock.now_ms()
         return [
             self._router.status.output(
@@ -259,7 +258,7 @@ class AcceptedHandler:
             )
         template = await self._templates.resolve(tenant_id=request.tenant_id, ref=request.template)
         if template is None:
-            raise RenderError(TEMPLATE_NOT_FOUND, f"no template {request.template.name}")
+            raise RenderError(Reason.TEMPLATE_NOT_FOUND, f"no template {request.template.name}")
         return await asyncio.to_thread(
             render, template, request.template_data_json, limits=self._render_limits
         )
@@ -293,7 +292,11 @@ class DelayedHandler:
     async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)
         now = self._router.clock.now_ms()
-        return [self._router.status.for_task(task, EventType.REJECTED, now, reason=INTERNAL_ERROR)]
+        return [
+            self._router.status.for_task(
+                task, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR
+            )
+        ]
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)

@@ -17,6 +17,7 @@ from services.common.avro.records import MxHost
 from services.common.bounded import MISSING, BoundedMap
 from services.common.errors import TransientError
 from services.common.logging import get_logger
+from services.common.reasons import Reason
 from services.common.single_flight import SingleFlight
 from services.router.config import DnsSettings
 
@@ -29,7 +30,7 @@ NO_ROUTE_TTL_S = 60.0
 class NoRoute(Exception):
     """The domain can never receive mail: a permanent failure with a reason code."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: Reason) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -89,7 +90,7 @@ class MxResolver:
         self._max_ttl = settings.max_cache_ttl_s
         # A route, or the reason code of a NoRoute: a cached exception would keep the frames
         # of its traceback alive, and grow it at every raise.
-        self._cache: BoundedMap[str, MxRoute | str] = BoundedMap(
+        self._cache: BoundedMap[str, MxRoute | Reason] = BoundedMap(
             max_entries=settings.max_cache_entries, clock=clock
         )
         # Lookups under way, by domain: a burst of mail to one domain (a backlog, a TTL of
@@ -136,12 +137,12 @@ class MxResolver:
         try:
             answer = await self._query(domain, "MX")
         except dns.resolver.NXDOMAIN:
-            raise NoRoute("no_such_domain") from None
+            raise NoRoute(Reason.NO_SUCH_DOMAIN) from None
         except dns.resolver.NoAnswer:
             return await self._implicit_mx(domain)
         records = sorted(answer, key=lambda r: r.preference)
         if len(records) == 1 and str(records[0].exchange) == ".":
-            raise NoRoute("null_mx")  # RFC 7505: the domain accepts no mail
+            raise NoRoute(Reason.NULL_MX)  # RFC 7505: the domain accepts no mail
         names = [str(r.exchange).rstrip(".") for r in records if str(r.exchange) != "."]
         resolved = await asyncio.gather(*(self._addresses(name) for name in names))
         hosts = [
@@ -164,7 +165,7 @@ class MxResolver:
         """RFC 5321 5.1: no MX records, so the domain's own address record is the MX."""
         addresses, ttl = await self._addresses(domain)
         if not addresses:
-            raise NoRoute("no_mx")
+            raise NoRoute(Reason.NO_MX)
         return MxRoute([MxHost(host=domain, address=a) for a in addresses]), ttl
 
     async def _addresses(self, host: str) -> tuple[list[str], int]:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from services.common.avro.records import DeliveryTask, MxHost
 from services.common.logging import get_logger
+from services.common.reasons import Reason
 from services.common.routing import RoutingSettings
 from services.common.tenants import TenantDirectory
-from services.router import reasons
 from services.router.mta_sts import MtaStsResolver
 from services.router.mx import DnsTemporaryFailure, MxResolver
 
@@ -19,7 +19,7 @@ log = get_logger(__name__)
 class Unroutable(Exception):
     """No usable route now, for a reason an operator or the domain may fix: retried later."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
 
@@ -54,7 +54,7 @@ class RoutePlanner:
             return await self._smarthost(spec.smarthost)
         pool = spec.egress_pool if spec is not None else self._routing.default_egress_pool
         if pool is not None and pool not in self._routing.egress_pools:
-            raise Unroutable(reasons.ROUTE_UNAVAILABLE, f"egress pool {pool!r} is not defined")
+            raise Unroutable(Reason.ROUTE_UNAVAILABLE, f"egress pool {pool!r} is not defined")
         domain = task.recipient.rsplit("@", 1)[1].lower()
         route = await self._mx.resolve(domain)
         hosts, tls_required = await self._apply_mta_sts(domain, route.hosts)
@@ -63,7 +63,7 @@ class RoutePlanner:
     async def _smarthost(self, name: str) -> Plan:
         relay = self._routing.smarthosts.get(name)
         if relay is None:
-            raise Unroutable(reasons.ROUTE_UNAVAILABLE, f"smarthost {name!r} is not defined")
+            raise Unroutable(Reason.ROUTE_UNAVAILABLE, f"smarthost {name!r} is not defined")
         addresses = await self._mx.addresses(relay.host)
         if not addresses:
             raise DnsTemporaryFailure(f"smarthost {relay.host} has no address")
@@ -83,7 +83,7 @@ class RoutePlanner:
             return hosts, False
         if not matching:
             raise Unroutable(
-                reasons.MTA_STS_MX_MISMATCH,
+                Reason.MTA_STS_MX_MISMATCH,
                 f"no MX host of {domain} matches its MTA-STS policy {policy.mx_patterns}",
             )
         return matching, True

@@ -18,12 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from services.common.header_text import unsafe_text
-
-# Reason codes (EmailEvent.reason of a REJECTED event).
-TEMPLATE_NOT_FOUND = "template_not_found"
-TEMPLATE_DATA_MISSING = "template_data_missing"
-TEMPLATE_DATA_INVALID = "template_data_invalid"
-RENDER_FAILED = "render_failed"
+from services.common.reasons import Reason
 
 _GUARD_ITER = "_mailstream_guard_iter"
 _GUARD_SIZE = "_mailstream_guard_size"
@@ -38,7 +33,7 @@ _BRACE_FIELD = re.compile(r"\{([^{}]*)\}")
 class RenderError(Exception):
     """A template that cannot be rendered for this request: a domain result, never a crash."""
 
-    def __init__(self, reason: str, message: str = "") -> None:
+    def __init__(self, reason: Reason, message: str = "") -> None:
         super().__init__(f"{reason}: {message}" if message else reason)
         self.reason = reason
         self.message = message or reason
@@ -340,19 +335,19 @@ def check_syntax(source: str, *, html: bool = False) -> None:
     try:
         _COMPILER.get(source, html=html)
     except Exception as exc:
-        raise RenderError(RENDER_FAILED, f"{type(exc).__name__}: {exc}") from None
+        raise RenderError(Reason.RENDER_FAILED, f"{type(exc).__name__}: {exc}") from None
 
 
 def parse_data(data_json: str | None, required: Sequence[str]) -> dict[str, Any]:
     try:
         data = json.loads(data_json) if data_json else {}
     except (ValueError, RecursionError) as exc:
-        raise RenderError(TEMPLATE_DATA_INVALID, f"not JSON: {exc}") from None
+        raise RenderError(Reason.TEMPLATE_DATA_INVALID, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise RenderError(TEMPLATE_DATA_INVALID, "template data must be a JSON object")
+        raise RenderError(Reason.TEMPLATE_DATA_INVALID, "template data must be a JSON object")
     missing = [name for name in required if data.get(name) is None]
     if missing:
-        raise RenderError(TEMPLATE_DATA_MISSING, f"missing variables: {', '.join(missing)}")
+        raise RenderError(Reason.TEMPLATE_DATA_MISSING, f"missing variables: {', '.join(missing)}")
     return data
 
 
@@ -383,7 +378,7 @@ def render(template: TemplateSource, data_json: str | None, *, limits: RenderLim
     try:
         return _render_once(template, data, limits=limits)
     except RenderTimeExceeded as exc:
-        raise RenderError(RENDER_FAILED, f"{type(exc).__name__}: {exc}") from None
+        raise RenderError(Reason.RENDER_FAILED, f"{type(exc).__name__}: {exc}") from None
 
 
 def _render_once(
@@ -406,9 +401,9 @@ def _render_once(
     except (RenderError, RenderTimeExceeded):
         raise
     except Exception as exc:  # SecurityError, UndefinedError, limits, anything a template does
-        raise RenderError(RENDER_FAILED, f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        raise RenderError(Reason.RENDER_FAILED, f"{type(exc).__name__}: {str(exc)[:300]}") from None
     finally:
         _BUDGET.reset(token)
     if unsafe_text(subject):  # encoded words too: CVE-2024-6923 on this Python
-        raise RenderError(RENDER_FAILED, "rendered subject contains a line break")
+        raise RenderError(Reason.RENDER_FAILED, "rendered subject contains a line break")
     return Rendered(subject=subject, text=text, html=html)

@@ -13,9 +13,9 @@ from typing import Any
 from services.common.avro.records import TemplateRef
 from services.common.bounded import MISSING, BoundedMap
 from services.common.cassandra.session import AsyncSession
+from services.common.reasons import Reason
 from services.common.tenants import MAX_KEY_OCTETS
 from services.router.render import (
-    TEMPLATE_NOT_FOUND,
     Rendered,
     RenderError,
     RenderLimits,
@@ -177,5 +177,5 @@ async def render_ref(
     template = await store.resolve(tenant_id=tenant_id, ref=ref)
     if template is None:
         wanted = f"{ref.name} v{ref.version}" if ref.version is not None else ref.name
-        raise RenderError(TEMPLATE_NOT_FOUND, f"no template {wanted} for tenant {tenant_id}")
+        raise RenderError(Reason.TEMPLATE_NOT_FOUND, f"no template {wanted} for tenant {tenant_id}")
     return render(template, data_json, limits=limits)

@@ -18,13 +18,14 @@ from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.metrics import ACCEPTED_TO_DELIVERED, SMTP_OUTCOMES
+from services.common.reasons import Reason
 from services.common.retry import Backoff
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
-from services.common.status import INTERNAL_ERROR, StatusEmitter
+from services.common.status import StatusEmitter
 from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.dkim import DkimSigner
 from services.sender.egress import Egress, UnknownRoute
-from services.sender.keyring import DKIM_KEY_UNAVAILABLE, DkimKeyring
+from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
 from services.sender.smtp import Attempt, SmtpPool
 
@@ -93,7 +94,7 @@ class SenderHandler:
         if done is not None:
             return [self._delivered_event(task, done)]
         now = self._clock.now_ms()
-        return [self._status.for_task(task, EventType.REJECTED, now, reason=INTERNAL_ERROR)]
+        return [self._status.for_task(task, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR)]
 
     async def _deliver(self, task: DeliveryTask) -> list[Output]:
         done = await self._ledger.delivered(
@@ -111,7 +112,10 @@ class SenderHandler:
             # Sending now would send it unsigned, or signed by fewer keys than configured.
             log.warning("dkim_key_unavailable", domain=task.sender_domain, detail=unusable)
             return self._defer(
-                task, self._clock.now_ms(), number=task.attempt + 1, reason=DKIM_KEY_UNAVAILABLE
+                task,
+                self._clock.now_ms(),
+                number=task.attempt + 1,
+                reason=Reason.DKIM_KEY_UNAVAILABLE,
             )
         attempt = await self._attempt(task, signer)
         now = self._clock.now_ms()
@@ -156,7 +160,7 @@ class SenderHandler:
                     now,
                     attempt=number,
                     smtp=reply,
-                    reason=verdict.category,
+                    reason=Reason(verdict.category),
                     bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
                 )
             ]
@@ -164,7 +168,7 @@ class SenderHandler:
             task,
             now,
             number=number,
-            reason=verdict.category,
+            reason=Reason(verdict.category),
             smtp=reply,
             retry_after_s=verdict.retry_after_s,
         )
@@ -175,7 +179,7 @@ class SenderHandler:
         now: int,
         *,
         number: int,
-        reason: str,
+        reason: Reason,
         smtp: SmtpReply | None = None,
         retry_after_s: int | None = None,
     ) -> list[Output]:

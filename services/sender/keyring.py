@@ -13,9 +13,6 @@ from services.sender.dkim import DkimKey, DkimSigner, load_key
 
 log = get_logger(__name__)
 
-# The reason of the DEFERRED event of mail whose sender domain has a DKIM key configured
-# that cannot be loaded: it waits for the key (retried along the tiers), never goes unsigned.
-DKIM_KEY_UNAVAILABLE = "dkim_key_unavailable"
 # How soon a domain the keyring has no good answer for (unknown: a tenant added since the
 # last refresh; or with a key that failed to load) makes it read the specs and files again.
 _RECHECK_S = 1.0

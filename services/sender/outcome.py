@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from services.common.avro.records import BounceKind
+from services.common.reasons import Reason
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _LEADING_CODE = re.compile(r"^\s*[2-5]\d\d[ -]")
@@ -32,34 +33,42 @@ class Outcome(enum.Enum):
     BOUNCED = "BOUNCED"
 
 
+# "delivered" is the category (a metrics label) of a 2xx, never a reason code.
 CATEGORIES = frozenset(
     {
         "delivered",
-        "invalid_recipient",
-        "bad_domain",
-        "disabled_mailbox",
-        "quota",
-        "message_too_large",
-        "spam_block",
-        "content",
-        "policy",
-        "authentication",
-        "bad_sender",
-        "relay_denied",
-        "too_many_recipients",
-        "routing",
-        "dns_failure",
-        "tls",
-        "protocol",
-        "rate_limited",
-        "greylisted",
-        "message_expired",
-        "connection",
-        "other",
+        Reason.INVALID_RECIPIENT,
+        Reason.BAD_DOMAIN,
+        Reason.DISABLED_MAILBOX,
+        Reason.QUOTA,
+        Reason.MESSAGE_TOO_LARGE,
+        Reason.SPAM_BLOCK,
+        Reason.CONTENT,
+        Reason.POLICY,
+        Reason.AUTHENTICATION,
+        Reason.BAD_SENDER,
+        Reason.RELAY_DENIED,
+        Reason.TOO_MANY_RECIPIENTS,
+        Reason.ROUTING,
+        Reason.DNS_FAILURE,
+        Reason.TLS,
+        Reason.PROTOCOL,
+        Reason.RATE_LIMITED,
+        Reason.GREYLISTED,
+        Reason.MESSAGE_EXPIRED,
+        Reason.CONNECTION,
+        Reason.OTHER,
     }
 )
 HARD_CATEGORIES = frozenset(
-    {"invalid_recipient", "bad_domain", "disabled_mailbox", "routing", "relay_denied", "other"}
+    {
+        Reason.INVALID_RECIPIENT,
+        Reason.BAD_DOMAIN,
+        Reason.DISABLED_MAILBOX,
+        Reason.ROUTING,
+        Reason.RELAY_DENIED,
+        Reason.OTHER,
+    }
 )
 
 
@@ -80,62 +89,62 @@ def enhanced_code(text: str) -> str | None:
 # Enhanced codes specific enough to trust over the text, keyed by "subject.detail". Not x.1.10
 # (null MX by RFC 7505, but Microsoft says 5.1.10 for an unknown user) nor x.4.1 (Microsoft
 # 5.4.1 rejects recipients): the text decides those.
-_EXACT: dict[str, str] = {
-    "1.1": "invalid_recipient",
-    "1.2": "bad_domain",
-    "1.3": "invalid_recipient",
-    "1.4": "invalid_recipient",
-    "1.6": "disabled_mailbox",
-    "1.7": "bad_sender",
-    "1.8": "bad_sender",
-    "2.1": "disabled_mailbox",
-    "2.2": "quota",
-    "2.3": "message_too_large",
-    "2.4": "invalid_recipient",
-    "3.1": "quota",
-    "3.2": "connection",
-    "3.4": "message_too_large",
-    "3.5": "routing",
-    "4.2": "connection",
-    "4.3": "dns_failure",
-    "4.4": "routing",
-    "4.5": "rate_limited",
-    "4.6": "routing",
-    "4.7": "message_expired",
-    "5.3": "too_many_recipients",
-    "7.3": "tls",
-    "7.4": "tls",
-    "7.5": "tls",
-    "7.6": "tls",
-    "7.8": "authentication",
-    "7.9": "authentication",
-    "7.10": "tls",
-    "7.11": "tls",
-    "7.12": "authentication",
-    "7.13": "disabled_mailbox",
-    "7.14": "authentication",
-    "7.16": "message_too_large",
-    "7.17": "invalid_recipient",
-    "7.18": "bad_domain",
-    "7.20": "authentication",
-    "7.21": "authentication",
-    "7.22": "authentication",
-    "7.23": "authentication",
-    "7.24": "authentication",
-    "7.25": "authentication",
-    "7.26": "authentication",
-    "7.27": "bad_sender",
-    "7.28": "rate_limited",
-    "7.29": "authentication",
-    "7.30": "tls",
+_EXACT: dict[str, Reason] = {
+    "1.1": Reason.INVALID_RECIPIENT,
+    "1.2": Reason.BAD_DOMAIN,
+    "1.3": Reason.INVALID_RECIPIENT,
+    "1.4": Reason.INVALID_RECIPIENT,
+    "1.6": Reason.DISABLED_MAILBOX,
+    "1.7": Reason.BAD_SENDER,
+    "1.8": Reason.BAD_SENDER,
+    "2.1": Reason.DISABLED_MAILBOX,
+    "2.2": Reason.QUOTA,
+    "2.3": Reason.MESSAGE_TOO_LARGE,
+    "2.4": Reason.INVALID_RECIPIENT,
+    "3.1": Reason.QUOTA,
+    "3.2": Reason.CONNECTION,
+    "3.4": Reason.MESSAGE_TOO_LARGE,
+    "3.5": Reason.ROUTING,
+    "4.2": Reason.CONNECTION,
+    "4.3": Reason.DNS_FAILURE,
+    "4.4": Reason.ROUTING,
+    "4.5": Reason.RATE_LIMITED,
+    "4.6": Reason.ROUTING,
+    "4.7": Reason.MESSAGE_EXPIRED,
+    "5.3": Reason.TOO_MANY_RECIPIENTS,
+    "7.3": Reason.TLS,
+    "7.4": Reason.TLS,
+    "7.5": Reason.TLS,
+    "7.6": Reason.TLS,
+    "7.8": Reason.AUTHENTICATION,
+    "7.9": Reason.AUTHENTICATION,
+    "7.10": Reason.TLS,
+    "7.11": Reason.TLS,
+    "7.12": Reason.AUTHENTICATION,
+    "7.13": Reason.DISABLED_MAILBOX,
+    "7.14": Reason.AUTHENTICATION,
+    "7.16": Reason.MESSAGE_TOO_LARGE,
+    "7.17": Reason.INVALID_RECIPIENT,
+    "7.18": Reason.BAD_DOMAIN,
+    "7.20": Reason.AUTHENTICATION,
+    "7.21": Reason.AUTHENTICATION,
+    "7.22": Reason.AUTHENTICATION,
+    "7.23": Reason.AUTHENTICATION,
+    "7.24": Reason.AUTHENTICATION,
+    "7.25": Reason.AUTHENTICATION,
+    "7.26": Reason.AUTHENTICATION,
+    "7.27": Reason.BAD_SENDER,
+    "7.28": Reason.RATE_LIMITED,
+    "7.29": Reason.AUTHENTICATION,
+    "7.30": Reason.TLS,
 }
 # When no specific code decided: the enhanced code's subject.
 _SUBJECT = {
-    "1": "invalid_recipient",
-    "4": "routing",
-    "5": "protocol",
-    "6": "content",
-    "7": "policy",
+    "1": Reason.INVALID_RECIPIENT,
+    "4": Reason.ROUTING,
+    "5": Reason.PROTOCOL,
+    "6": Reason.CONTENT,
+    "7": Reason.POLICY,
 }
 
 
@@ -145,54 +154,54 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 # Reply text, first match wins: the order settles overlaps ("DMARC policy" is authentication,
 # "too many recipients" is not a rate, "domain does not exist" is not an unknown user).
-_TEXT: tuple[tuple[re.Pattern[str], str], ...] = (
-    (_rx(r"gr[ae]y ?list"), "greylisted"),
-    (_rx(r"too many recipients"), "too_many_recipients"),
+_TEXT: tuple[tuple[re.Pattern[str], Reason], ...] = (
+    (_rx(r"gr[ae]y ?list"), Reason.GREYLISTED),
+    (_rx(r"too many recipients"), Reason.TOO_MANY_RECIPIENTS),
     (
         _rx(
             r"rate.?limit|too many (concurrent |simultaneous )?(connections|messages|mails|emails)"
             r"|throttl|unusual rate|sending rate|connection rate|too fast|slow down"
             r"|exceeded .{0,30}\b(rate|sending limit|connection limit)|unexpected volume"
         ),
-        "rate_limited",
+        Reason.RATE_LIMITED,
     ),
-    (_rx(r"\b(spf|dkim|dmarc|arc)\b|authenticat|sender policy framework"), "authentication"),
-    (_rx(r"\b(tls|ssl)\b|starttls|certificate|encryption (is )?required"), "tls"),
+    (_rx(r"\b(spf|dkim|dmarc|arc)\b|authenticat|sender policy framework"), Reason.AUTHENTICATION),
+    (_rx(r"\b(tls|ssl)\b|starttls|certificate|encryption (is )?required"), Reason.TLS),
     (
         _rx(
             r"spam|block ?list|black ?list|\b(dns)?[rb]bl\b|blocked using|listed (at|on|in|by)"
             r"|spamhaus|spamcop|barracuda|sorbs|reputation|unsolicited|junk|banned"
         ),
-        "spam_block",
+        Reason.SPAM_BLOCK,
     ),
     (
         _rx(
             r"relay(ing)? (access )?(denied|not (permitted|allowed))|unable to relay"
             r"|not permitted to relay|we do not relay|allowed rcpthosts"
         ),
-        "relay_denied",
+        Reason.RELAY_DENIED,
     ),
     (
         _rx(
             r"message (size|length|is too)|too (large|big)|size limit"
             r"|exceeds (the )?(maximum|fixed)"
         ),
-        "message_too_large",
+        Reason.MESSAGE_TOO_LARGE,
     ),
-    (_rx(r"virus|malware|infected|attachment"), "content"),
+    (_rx(r"virus|malware|infected|attachment"), Reason.CONTENT),
     (
         _rx(
             r"mailbox (is )?full|over ?quota|quota|insufficient (system )?storage|storage (full"
             r"|allocation)|mailbox .{0,20}\bfull\b|out of (disk|storage)"
         ),
-        "quota",
+        Reason.QUOTA,
     ),
     (
         _rx(
             r"disabled|deactivated|inactive|suspended|account (has been |is )?"
             r"(closed|locked|expired|terminated|blocked)|no longer (active|available|in use)"
         ),
-        "disabled_mailbox",
+        Reason.DISABLED_MAILBOX,
     ),
     (
         _rx(
@@ -200,7 +209,7 @@ _TEXT: tuple[tuple[re.Pattern[str], str], ...] = (
             r"|unknown domain|host (or domain name )?not found|nxdomain|unrouteable|null mx"
             r"|does not accept mail"
         ),
-        "bad_domain",
+        Reason.BAD_DOMAIN,
     ),
     (
         _rx(
@@ -211,50 +220,50 @@ _TEXT: tuple[tuple[re.Pattern[str], str], ...] = (
             r"|(address|user) (not found|rejected|unknown)|not a valid (mailbox|recipient|user)"
             r"|addressee unknown|bad destination mailbox|no mailbox|not our customer"
         ),
-        "invalid_recipient",
+        Reason.INVALID_RECIPIENT,
     ),
     (
         _rx(r"sender (address )?(rejected|invalid|unknown|verify)|(invalid|unknown) sender"),
-        "bad_sender",
+        Reason.BAD_SENDER,
     ),
-    (_rx(r"dns|name ?server|servfail|lookup fail"), "dns_failure"),
+    (_rx(r"dns|name ?server|servfail|lookup fail"), Reason.DNS_FAILURE),
     (
         _rx(r"connection (refused|reset|timed out|closed|lost)|timed out|timeout|no answer"),
-        "connection",
+        Reason.CONNECTION,
     ),
-    (_rx(r"expired|too old"), "message_expired"),
-    (_rx(r"\bpolic(y|ies)\b|administrative|prohibited|not allowed|refused"), "policy"),
+    (_rx(r"expired|too old"), Reason.MESSAGE_EXPIRED),
+    (_rx(r"\bpolic(y|ies)\b|administrative|prohibited|not allowed|refused"), Reason.POLICY),
     (
         _rx(r"syntax|command (not |un)recogni[sz]ed|not implemented|bad sequence|line too long"),
-        "protocol",
+        Reason.PROTOCOL,
     ),
 )
 # The basic code alone, when nothing else said anything (RFC 5321, RFC 7504).
 _BASIC = {
-    421: "connection",
-    452: "quota",
-    500: "protocol",
-    501: "protocol",
-    502: "protocol",
-    503: "protocol",
-    504: "protocol",
-    521: "bad_domain",
-    530: "authentication",
-    551: "invalid_recipient",
-    552: "quota",
-    553: "invalid_recipient",
-    556: "bad_domain",
+    421: Reason.CONNECTION,
+    452: Reason.QUOTA,
+    500: Reason.PROTOCOL,
+    501: Reason.PROTOCOL,
+    502: Reason.PROTOCOL,
+    503: Reason.PROTOCOL,
+    504: Reason.PROTOCOL,
+    521: Reason.BAD_DOMAIN,
+    530: Reason.AUTHENTICATION,
+    551: Reason.INVALID_RECIPIENT,
+    552: Reason.QUOTA,
+    553: Reason.INVALID_RECIPIENT,
+    556: Reason.BAD_DOMAIN,
 }
 _CONNECTION_ERRORS = {
-    "routing": "routing",
-    "tls": "tls",
-    "dns": "dns_failure",
-    "authentication": "authentication",
+    "routing": Reason.ROUTING,
+    "tls": Reason.TLS,
+    "dns": Reason.DNS_FAILURE,
+    "authentication": Reason.AUTHENTICATION,
 }
 _NOT_RCPT = frozenset({"mail", "data"})
 # Failures before any reply that no retry can mend: the mail cannot travel to this host as is.
 _PERMANENT_CONNECTION_ERRORS = {
-    "smtputf8_unsupported": "protocol",  # RFC 6531 3.2: no downgrade of a non-ASCII address
+    "smtputf8_unsupported": Reason.PROTOCOL,  # RFC 6531 3.2: no downgrade of a non-ASCII address
 }
 
 _RETRY_HINT = _rx(
@@ -276,7 +285,7 @@ def retry_after_s(text: str) -> int | None:
     return min(seconds, _MAX_RETRY_AFTER_S)
 
 
-def category_of(code: int, text: str) -> str:
+def category_of(code: int, text: str) -> Reason:
     """Why a non-2xx reply failed (see the module docstring for the order of trust)."""
     enhanced = enhanced_code(text)
     subject_detail = enhanced.split(".", 1)[1] if enhanced else None
@@ -287,7 +296,7 @@ def category_of(code: int, text: str) -> str:
             return category
     if enhanced and enhanced.split(".")[1] in _SUBJECT:
         return _SUBJECT[enhanced.split(".")[1]]
-    return _BASIC.get(code, "other")
+    return _BASIC.get(code, Reason.OTHER)
 
 
 def classify(
@@ -303,22 +312,22 @@ def classify(
     recipient was accepted, says nothing against the address, so it bounces SOFT."""
     hint = retry_after_s(text)
     if code is not None and code < 500 and connection_error is not None:
-        category = _CONNECTION_ERRORS.get(connection_error, "connection")
+        category = _CONNECTION_ERRORS.get(connection_error, Reason.CONNECTION)
         return Classified(Outcome.DEFERRED, category, retry_after_s=hint)
     if code is None and connection_error in _PERMANENT_CONNECTION_ERRORS:
         category = _PERMANENT_CONNECTION_ERRORS[connection_error]
         return Classified(Outcome.BOUNCED, category, BounceKind.SOFT)
     if code is None:
-        category = _CONNECTION_ERRORS.get(connection_error or "", "connection")
+        category = _CONNECTION_ERRORS.get(connection_error or "", Reason.CONNECTION)
         return Classified(Outcome.DEFERRED, category, retry_after_s=hint)
     text = _LEADING_CODE.sub("", text, count=1)
     if 200 <= code < 300:
         return Classified(Outcome.DELIVERED, "delivered")
     category = category_of(code, text)
     if 500 <= code < 600:
-        hard = category in HARD_CATEGORIES and not (category == "other" and stage in _NOT_RCPT)
+        hard = category in HARD_CATEGORIES and not (category == Reason.OTHER and stage in _NOT_RCPT)
         kind = BounceKind.HARD if hard else BounceKind.SOFT
         return Classified(Outcome.BOUNCED, category, kind, retry_after_s=hint)
     if 400 <= code < 500:
         return Classified(Outcome.DEFERRED, category, retry_after_s=hint)
-    return Classified(Outcome.DEFERRED, "protocol")
+    return Classified(Outcome.DEFERRED, Reason.PROTOCOL)

@@ -7,9 +7,9 @@ import pytest
 
 from services.common.avro.records import Bounce, BounceKind, EmailEvent, EventType
 from services.common.priority import Priority
+from services.common.reasons import Reason
 from services.event_publisher.config import EventPublisherSettings, SuppressionSettings
 from services.event_publisher.suppression import (
-    SOFT_BOUNCES,
     SoftBounce,
     Suppress,
     SuppressionStore,
@@ -134,7 +134,7 @@ def test_repeated_soft_bounces_within_the_window_suppress_for_a_day(
     assert decision == Suppress(
         tenant_id="acme",
         address="bob@example.com",
-        reason=SOFT_BOUNCES,
+        reason=Reason.SOFT_BOUNCES,
         created_at=T0,
         expires_at=T0 + DAY_MS,
     )
@@ -228,8 +228,11 @@ def test_the_store_counts_each_event_once_and_suppresses_at_the_threshold() -> N
         assert await store.on_event(replace(soft, event_id="a", occurred_at=T0)) is None
         assert await store.on_event(replace(soft, event_id="b", occurred_at=T0 + 1)) is None
         third = await store.on_event(replace(soft, event_id="c", occurred_at=T0 + 2))
-        assert third is not None and third.reason == SOFT_BOUNCES
-        assert session.suppressions[("acme", "bob@example.com")] == (SOFT_BOUNCES, T0 + 2 + DAY_MS)
+        assert third is not None and third.reason == Reason.SOFT_BOUNCES
+        assert session.suppressions[("acme", "bob@example.com")] == (
+            Reason.SOFT_BOUNCES,
+            T0 + 2 + DAY_MS,
+        )
         # A hard bounce makes it permanent; a later soft suppression does not shorten it.
         assert await store.on_event(replace(_event(), occurred_at=T0 + 3)) is not None
         assert await store.on_event(replace(soft, event_id="d", occurred_at=T0 + 4)) is None

@@ -3,8 +3,8 @@ import pytest
 from services.common.addresses import normalize_address
 from services.common.avro.records import Attachment, EmailRequested, Recipient
 from services.common.header_text import unsafe_text
+from services.common.reasons import Reason
 from services.common.tenants import Tenant
-from services.ingest import reasons
 from services.ingest.headers_policy import header_allowed
 from services.ingest.validation import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_TAGS, validate
 
@@ -39,30 +39,30 @@ def test_a_good_request_passes_with_normalized_recipients() -> None:
 @pytest.mark.parametrize(
     ("req", "tenant", "size", "reason"),
     [
-        (request(message_id=""), TENANT, 10, reasons.MESSAGE_ID_INVALID),
-        (request(message_id="x" * 129), TENANT, 10, reasons.MESSAGE_ID_INVALID),
-        (request(message_id="a\nb"), TENANT, 10, reasons.MESSAGE_ID_INVALID),
-        (request(), None, 10, reasons.TENANT_UNKNOWN),
-        (request(), TENANT, 5000, reasons.REQUEST_TOO_LARGE),
-        (request(from_address="hello@other.example"), TENANT, 10, reasons.SENDER_NOT_PERMITTED),
-        (request(from_address="not an address"), TENANT, 10, reasons.SENDER_INVALID),
-        (request(to=[]), TENANT, 10, reasons.RECIPIENTS_MISSING),
+        (request(message_id=""), TENANT, 10, Reason.MESSAGE_ID_INVALID),
+        (request(message_id="x" * 129), TENANT, 10, Reason.MESSAGE_ID_INVALID),
+        (request(message_id="a\nb"), TENANT, 10, Reason.MESSAGE_ID_INVALID),
+        (request(), None, 10, Reason.TENANT_UNKNOWN),
+        (request(), TENANT, 5000, Reason.REQUEST_TOO_LARGE),
+        (request(from_address="hello@other.example"), TENANT, 10, Reason.SENDER_NOT_PERMITTED),
+        (request(from_address="not an address"), TENANT, 10, Reason.SENDER_INVALID),
+        (request(to=[]), TENANT, 10, Reason.RECIPIENTS_MISSING),
         (
             request(to=[Recipient(f"u{i}@example.org") for i in range(51)]),
             TENANT,
             10,
-            reasons.RECIPIENTS_TOO_MANY,
+            Reason.RECIPIENTS_TOO_MANY,
         ),
-        (request(text_body=None), TENANT, 10, reasons.CONTENT_MISSING),
-        (request(headers={"Bcc": "x@y.z"}), TENANT, 10, reasons.HEADER_NOT_ALLOWED),
-        (request(headers={"X-Ok": "a\r\nBcc: x@y.z"}), TENANT, 10, reasons.HEADER_VALUE_INVALID),
+        (request(text_body=None), TENANT, 10, Reason.CONTENT_MISSING),
+        (request(headers={"Bcc": "x@y.z"}), TENANT, 10, Reason.HEADER_NOT_ALLOWED),
+        (request(headers={"X-Ok": "a\r\nBcc: x@y.z"}), TENANT, 10, Reason.HEADER_VALUE_INVALID),
         (
             request(subject="=?UTF-8?Q?hi=0ABcc:_evil@x.org?="),
             TENANT,
             10,
-            reasons.HEADER_VALUE_INVALID,
+            Reason.HEADER_VALUE_INVALID,
         ),
-        (request(from_name="Eve\u2028Bcc: x@y.z"), TENANT, 10, reasons.HEADER_VALUE_INVALID),
+        (request(from_name="Eve\u2028Bcc: x@y.z"), TENANT, 10, Reason.HEADER_VALUE_INVALID),
     ],
 )
 def test_rejections_carry_a_stable_reason(
@@ -80,7 +80,7 @@ def test_invalid_recipients_are_listed_and_the_rest_kept() -> None:
     )
     assert result.rejected_reason is None
     assert result.recipients == ["bob@example.org"]
-    assert result.invalid_recipients == [("a@b@c", reasons.RECIPIENT_INVALID)]
+    assert result.invalid_recipients == [("a@b@c", Reason.RECIPIENT_INVALID)]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_special_use_test_domains_only_when_allowed() -> None:
 def test_bulk_mail_must_offer_unsubscribe() -> None:
     bulk = request()
     assert validate(bulk, TENANT, encoded_size=10, max_bytes=1000, bulk=True).rejected_reason == (
-        reasons.LIST_UNSUBSCRIBE_MISSING
+        Reason.LIST_UNSUBSCRIBE_MISSING
     )
     with_header = request(headers={"List-Unsubscribe": "<https://acme.example/u/1>"})
     assert (
@@ -169,7 +169,7 @@ def test_cc_and_bcc_count_towards_a_cap_of_100_recipients() -> None:
     assert validate(at_cap, TENANT, encoded_size=10, max_bytes=10**6).rejected_reason is None
     over = request(to=many, cc=many, bcc=[Recipient("one@example.org")])
     verdict = validate(over, TENANT, encoded_size=10, max_bytes=10**6)
-    assert verdict.rejected_reason == reasons.RECIPIENTS_TOO_MANY
+    assert verdict.rejected_reason == Reason.RECIPIENTS_TOO_MANY
 
 
 def attachment(filename: str = "report.pdf", content_type: str = "application/pdf") -> Attachment:
@@ -208,7 +208,7 @@ def rejection(req: EmailRequested, max_bytes: int = 10**7) -> tuple[str | None, 
 )
 def test_attachment_filenames_are_refused(filename: str, problem: str) -> None:
     reason, detail = rejection(request(attachments=[attachment(), attachment(filename=filename)]))
-    assert reason == reasons.ATTACHMENT_INVALID
+    assert reason == Reason.ATTACHMENT_INVALID
     assert detail.startswith("attachments[1].filename: ") and problem in detail
 
 
@@ -268,7 +268,7 @@ def test_attachment_filenames_are_accepted(filename: str) -> None:
 )
 def test_attachment_content_types_are_refused(content_type: str, problem: str) -> None:
     reason, detail = rejection(request(attachments=[attachment(content_type=content_type)]))
-    assert reason == reasons.ATTACHMENT_INVALID
+    assert reason == Reason.ATTACHMENT_INVALID
     assert detail.startswith("attachments[0].content_type: ") and problem in detail
 
 
@@ -295,38 +295,38 @@ def test_attachment_count_and_total_size_are_bounded() -> None:
     at_cap = request(attachments=[attachment()] * MAX_ATTACHMENTS)
     assert rejection(at_cap) == (None, "")
     over = request(attachments=[attachment()] * (MAX_ATTACHMENTS + 1))
-    assert rejection(over) == (reasons.ATTACHMENTS_TOO_MANY, "21 > 20")
+    assert rejection(over) == (Reason.ATTACHMENTS_TOO_MANY, "21 > 20")
     half = MAX_ATTACHMENT_BYTES // 2
     big = [Attachment("a.bin", "application/octet-stream", b"\0" * half)] * 2
     assert rejection(request(attachments=big)) == (None, "")
     bigger = [*big, Attachment("b.bin", "application/octet-stream", b"\0")]
     reason, detail = rejection(request(attachments=bigger))
-    assert reason == reasons.ATTACHMENTS_TOO_LARGE and detail.endswith("> 4194304 bytes")
+    assert reason == Reason.ATTACHMENTS_TOO_LARGE and detail.endswith("> 4194304 bytes")
 
 
 def test_the_request_size_limit_still_comes_first() -> None:
     """At the default 900 KiB limit an oversized attachment is request_too_large."""
     req = request(attachments=[attachment()] * (MAX_ATTACHMENTS + 1))
     assert validate(req, TENANT, encoded_size=921_601, max_bytes=921_600).rejected_reason == (
-        reasons.REQUEST_TOO_LARGE
+        Reason.REQUEST_TOO_LARGE
     )
 
 
 @pytest.mark.parametrize(
     ("tags", "reason", "problem"),
     [
-        ({"": "v"}, reasons.TAG_INVALID, "key ''"),
-        ({"k" * 65: "v"}, reasons.TAG_INVALID, "key"),
-        ({"campaign\r\nBcc": "v"}, reasons.TAG_INVALID, "key 'campaign\\r\\nBcc'"),
-        ({"with space": "v"}, reasons.TAG_INVALID, "key"),
-        ({"ключ": "v"}, reasons.TAG_INVALID, "key '\\u043a"),
-        ({"k=v": "v"}, reasons.TAG_INVALID, "key"),
-        ({"k": "v" * 257}, reasons.TAG_INVALID, "k: 257 > 256"),
-        ({"k": "a\r\nb"}, reasons.TAG_INVALID, "k: U+000D, a control"),
-        ({"k": "a\x00b"}, reasons.TAG_INVALID, "k: U+0000, a control"),
-        ({"k": "a\tb"}, reasons.TAG_INVALID, "k: U+0009, a control"),
-        ({"k": "a\u2029b"}, reasons.TAG_INVALID, "k: U+2029, a control"),
-        ({f"t{i}": "v" for i in range(33)}, reasons.TAGS_TOO_MANY, "33 > 32"),
+        ({"": "v"}, Reason.TAG_INVALID, "key ''"),
+        ({"k" * 65: "v"}, Reason.TAG_INVALID, "key"),
+        ({"campaign\r\nBcc": "v"}, Reason.TAG_INVALID, "key 'campaign\\r\\nBcc'"),
+        ({"with space": "v"}, Reason.TAG_INVALID, "key"),
+        ({"ключ": "v"}, Reason.TAG_INVALID, "key '\\u043a"),
+        ({"k=v": "v"}, Reason.TAG_INVALID, "key"),
+        ({"k": "v" * 257}, Reason.TAG_INVALID, "k: 257 > 256"),
+        ({"k": "a\r\nb"}, Reason.TAG_INVALID, "k: U+000D, a control"),
+        ({"k": "a\x00b"}, Reason.TAG_INVALID, "k: U+0000, a control"),
+        ({"k": "a\tb"}, Reason.TAG_INVALID, "k: U+0009, a control"),
+        ({"k": "a\u2029b"}, Reason.TAG_INVALID, "k: U+2029, a control"),
+        ({f"t{i}": "v" for i in range(33)}, Reason.TAGS_TOO_MANY, "33 > 32"),
     ],
 )
 def test_tags_are_refused(tags: dict[str, str], reason: str, problem: str) -> None:
@@ -344,11 +344,11 @@ def test_tags_at_their_limits_are_accepted() -> None:
 @pytest.mark.parametrize("name", ["X-Tag\n", "X-Tag\r\n", "List-Unsubscribe\n"])
 def test_header_names_ending_in_a_line_feed_are_refused(name: str) -> None:
     assert not header_allowed(name)
-    assert rejection(request(headers={name: "v"}))[0] == reasons.HEADER_NOT_ALLOWED
+    assert rejection(request(headers={name: "v"}))[0] == Reason.HEADER_NOT_ALLOWED
 
 
 def test_message_ids_ending_in_a_line_feed_are_refused() -> None:
-    assert rejection(request(message_id="m-1\n"))[0] == reasons.MESSAGE_ID_INVALID
+    assert rejection(request(message_id="m-1\n"))[0] == Reason.MESSAGE_ID_INVALID
 
 
 def test_a_detail_never_carries_a_raw_control_character_and_is_cut() -> None:
