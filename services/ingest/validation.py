@@ -37,6 +37,9 @@ MAX_CONTENT_TYPE_PARAMETERS = 4
 MAX_TAGS = 32
 MAX_TAG_VALUE = 256
 _TAG_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Timestamps are epoch milliseconds from 1970 to the end of year 9999, the range every date
+# library (and an email's Date header) can show; a long outside it is no instant.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 _DETAIL = 80  # characters of a client's text quoted in a verdict's detail
 
 # RFC 6838 4.2 restricted-name, for types, subtypes and parameter names (no "*": an RFC 2231
@@ -81,6 +84,10 @@ def validate(
 
     if not _MESSAGE_ID.fullmatch(request.message_id):
         return Verdict(Reason.MESSAGE_ID_INVALID, "1 to 128 printable ASCII characters")
+    for name in ("requested_at", "send_at", "expires_at"):
+        at = getattr(request, name)
+        if at is not None and not 0 <= at <= MAX_TIMESTAMP_MS:
+            return Verdict(Reason.TIMESTAMP_INVALID, f"{name}: {at} is not 1970 to 9999 in ms")
     if encoded_size > max_bytes:
         return Verdict(Reason.REQUEST_TOO_LARGE, f"{encoded_size} > {max_bytes} bytes")
     if tenant is None:
