@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from services.cli.dns_records import txt_strings
 from services.sender.dkim import load_key
 
 DOMAIN = "demo.mailstream.test"
@@ -39,7 +40,7 @@ def main(folder: Path) -> None:
         if not path.exists():
             create(path, algorithm)
         record = load_key(path, selector=selector, algorithm=algorithm).dns_txt_record()
-        chunks = ",".join(f'"{record[i:i + 255]}"' for i in range(0, len(record), 255))
+        chunks = ",".join(f'"{s}"' for s in txt_strings(record))
         dns_lines.append(f"txt-record={selector}._domainkey.{DOMAIN},{chunks}")
         dkim_lines.append(f"          - {{selector: {selector}, algorithm: {algorithm}, "
                           f"private_key_file: {path}}}")

@@ -6,7 +6,18 @@ import sys
 
 import click
 
-from services.cli import db, dlq, inbox, send, suppressions, templates, tenants, topics, trace
+from services.cli import (
+    db,
+    dlq,
+    docs,
+    inbox,
+    send,
+    suppressions,
+    templates,
+    tenants,
+    topics,
+    trace,
+)
 from services.common.errors import MailstreamError
 
 
@@ -25,6 +36,7 @@ for command in (
     suppressions.suppressions,
     templates.templates,
     dlq.dlq,
+    docs.docs,
 ):
     cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""mailstream tenants apply|list: the tenants file is the truth for the tenants it names."""
+"""mailstream tenants apply|list|dns: the tenants file is the truth for the tenants it names."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import click
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.cli import dns_records
 from services.cli.keyspace import keyspace_session
 from services.cli.output import table
 from services.common.errors import ConfigError
 from services.common.lifecycle import validation_problems
 from services.common.routing import TenantRouting
+from services.router.config import RouterOptions
 from services.sender.dkim import load_key
 
 
@@ -156,3 +158,56 @@ def list_tenants() -> None:
         rows = session.execute("SELECT tenant_id, sender_domains FROM tenants")
         shown = sorted((r.tenant_id, ", ".join(sorted(r.sender_domains or []))) for r in rows)
     table(["TENANT", "SENDER DOMAINS"], shown)
+
+
+@tenants.command(
+    help="Print, as zone-file lines, the DNS records the sender domains in FILE need: the DKIM "
+    "TXT records of their keys (publish exactly these) and suggested SPF, DMARC and bounce MX "
+    "records, plus PTR and A records for each --egress-ip. Reads the key files; no database."
+)
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
+@click.option("--tenant", "tenant_ids", multiple=True, help="Only this tenant (repeatable).")
+@click.option(
+    "--egress-ip",
+    "egress_ips",
+    multiple=True,
+    help="An address mail leaves from (repeatable): goes into SPF, and gets PTR and A lines.",
+)
+@click.option("--helo-name", help="The senders' MAILSTREAM_SMTP__HELO_NAME.")
+@click.option("--bounce-mx", help="The host that receives mail for the envelope senders.")
+@click.option(
+    "--return-path-local",
+    default=RouterOptions.model_fields["return_path_local"].default,
+    show_default=True,
+    help="The routers' MAILSTREAM_ROUTER__RETURN_PATH_LOCAL.",
+)
+def dns(
+    path: Path,
+    tenant_ids: tuple[str, ...],
+    egress_ips: tuple[str, ...],
+    helo_name: str | None,
+    bounce_mx: str | None,
+    return_path_local: str,
+) -> None:
+    spec = read_tenants_file(path)
+    unknown = sorted(set(tenant_ids) - {t.id for t in spec.tenants})
+    if unknown:
+        raise ConfigError(f"{path}: no tenant {', '.join(unknown)}")
+    try:
+        egress = dns_records.egress_records(egress_ips, helo_name=helo_name)
+    except ValueError as exc:
+        raise ConfigError(f"--egress-ip: {exc}") from None
+    out = []
+    for tenant in spec.tenants:
+        if tenant_ids and tenant.id not in tenant_ids:
+            continue
+        records = dns_records.dkim_records(tenant) + dns_records.suggested_records(
+            tenant,
+            return_path_local=return_path_local,
+            egress_ips=egress_ips,
+            bounce_host=bounce_mx,
+        )
+        out.append(f"; ---- tenant {tenant.id}\n" + dns_records.zone_text(records))
+    if egress:
+        out.append("; ---- egress IPs (once per deployment)\n" + dns_records.zone_text(egress))
+    click.echo("\n".join(out), nl=False)

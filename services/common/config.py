@@ -17,17 +17,25 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    # The brokers to connect to first, host:port separated by commas.
     bootstrap_servers: str = "127.0.0.1:19092"
+    # Prefixes every topic and consumer group, so installations can share one cluster.
     topic_prefix: str = ""
+    # The client.id the brokers see (their logs, quotas); operator commands that read a
+    # topic do so as the group <client_id>-reader.
     client_id: str = "mailstream"
+    # How clients connect to the brokers: TLS, SASL, both or neither.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # SASL mechanism, e.g. SCRAM-SHA-512 or PLAIN, for the SASL protocols.
     sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_username: str | None = None  # the SASL user
+    sasl_password: SecretStr | None = None  # the SASL user's password
+    # CA certificate file (PEM) to verify the brokers with; None: the system's.
     ssl_ca_location: str | None = None
+    # Client certificate (PEM) and its key, when the brokers ask for one.
     ssl_certificate_location: str | None = None
-    ssl_key_location: str | None = None
-    ssl_key_password: SecretStr | None = None
+    ssl_key_location: str | None = None  # the client certificate's private key (PEM)
+    ssl_key_password: SecretStr | None = None  # the password of that key, if it has one
     # The largest record mailstream produces: a delivery task carries the built message,
     # which the router keeps under max_message_bytes (set on the topics that carry one).
     max_record_bytes: int = 8 * 1024 * 1024
@@ -37,16 +45,19 @@ class KafkaSettings(BaseModel):
     # Bulk lanes get a small window: what they have in flight queues at shared resources
     # (Cassandra, SMTP hosts) ahead of critical work, so it bounds the wait critical mail sees.
     max_in_flight: int = 500
-    bulk_max_in_flight: int = 16
+    bulk_max_in_flight: int = 16  # the window of a bulk lane
     # While a more urgent lane of the same process is active, a less urgent one keeps at most
     # this many in flight (strict priority, never quite starving); "active" means it took a
     # message within the last precedence_hold_s and still has work in flight.
     outranked_max_in_flight: int = 2
-    precedence_hold_s: float = 2.0
+    precedence_hold_s: float = 2.0  # how recently a lane must have taken a message to outrank
+    # Most messages a lane takes from its consumer at once.
     consume_batch: int = 200
     # What each consumer may prefetch and hold in memory beyond what it has taken.
     prefetch_kbytes: int = 4096
+    # How often a lane commits the offsets of what it has finished.
     commit_interval_s: float = 1.0
+    # On SIGTERM, how long a lane may take to finish, flush and commit what it has in flight.
     drain_timeout_s: float = 20.0
     # A record whose handling raises anything but an infrastructure error is tried this many
     # times in all, then quarantined to the internal dead-letter topic with a terminal event
@@ -55,11 +66,13 @@ class KafkaSettings(BaseModel):
     # Infrastructure failures (Kafka, Cassandra, DNS unreachable) are retried in the lane
     # without limit, the wait doubling from the first to the longest backoff.
     infra_backoff_first_s: float = 0.5
-    infra_backoff_max_s: float = 15.0
+    infra_backoff_max_s: float = 15.0  # the longest wait between two of those retries
     # When partitions are revoked (a rebalance: another process joined or left), work in
     # flight on them is finished and committed before the revoke completes, for at most this
     # long; past it, what is left is fenced (it sends nothing more: the new owner redoes it).
     revoke_drain_timeout_s: float = 15.0
+    # A consumer whose heartbeats stop this long is taken out of its group (librdkafka's
+    # session.timeout.ms).
     session_timeout_ms: int = 10_000
     # A lane whose window is full of records waiting out an outage does not poll. librdkafka
     # takes a member's partitions away after its default 5 min without a poll, handing work
@@ -72,8 +85,10 @@ class KafkaSettings(BaseModel):
     lag_interval_s: float = 5.0
     # Provisioning defaults for `mailstream topics create`.
     partitions: int = 3
-    replication_factor: int = 1
+    replication_factor: int = 1  # replicas of each topic's partitions
+    # How long email.events keeps the public events.
     events_retention_ms: int = 7 * 24 * 3600 * 1000
+    # How long the requests topics and the internal ones keep their records.
     requests_retention_ms: int = 3 * 24 * 3600 * 1000
 
     def lane_window(self, priority: Priority) -> int:
@@ -83,19 +98,22 @@ class KafkaSettings(BaseModel):
 class CassandraSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    hosts: str = "127.0.0.1"
-    port: int = 19042
-    keyspace: str = "mailstream"
+    hosts: str = "127.0.0.1"  # contact points, separated by commas
+    port: int = 19042  # the native protocol port of the contact points
+    keyspace: str = "mailstream"  # every table of mailstream is in this keyspace
+    # The keyspace's replication, as CQL, used by `mailstream db migrate` to create it.
     replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str | None = None  # for password authentication; None: none
+    password: SecretStr | None = None  # that user's password
+    # CA certificate file (PEM) to verify the nodes with; set, the driver connects over TLS.
     ssl_ca_file: str | None = None
+    # Client certificate (PEM) and its key, when the nodes ask for one.
     ssl_cert_file: str | None = None
-    ssl_key_file: str | None = None
+    ssl_key_file: str | None = None  # the client certificate's private key (PEM)
     # The local datacenter for the driver's load balancing (None: learnt from contact points).
     local_dc: str | None = None
-    connect_timeout_s: float = 10.0
-    request_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0  # to open a connection to a node
+    request_timeout_s: float = 10.0  # for one query's answer
     # Every read and write of every table (why: default_profile in cassandra/session.py). A name
     # of cassandra.ConsistencyLevel, in any case, good for reads and writes alike since one level
     # serves both: not ANY (writes only), EACH_QUORUM (older Cassandras refuse it for reads) nor
@@ -123,7 +141,7 @@ class HealthSettings(BaseModel):
 
     host: str = "0.0.0.0"  # a pod's probes and Prometheus come from outside it
     port: int = 8080  # 0: any free port, named in the health_listening log line
-    enabled: bool = True
+    enabled: bool = True  # false: no listener (and so no probes or metrics)
     # How often Kafka and Cassandra are probed for /readyz.
     probe_interval_s: float = 2.0
 
@@ -140,8 +158,11 @@ class CommonSettings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     # The services' event loop: uvloop (libuv) by default, asyncio's own as the fallback.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # The least severe level logged: debug, info, warning, error or critical.
     log_level: str = "info"
+    # auto: JSON lines when standard error is not a terminal, readable lines when it is.
     log_format: Literal["auto", "json", "console"] = "auto"
+    # The folder of Avro schemas (.avsc) records are encoded with.
     schemas_dir: Path = REPO_ROOT / "schemas"
     # Maximum encoded size of a request, per the contract (900 KiB).
     max_request_bytes: int = 900 * 1024
@@ -149,6 +170,6 @@ class CommonSettings(BaseSettings):
     delay_tiers_s: tuple[int, ...] = (60, 300, 1200, 3600, 14400)
     # The longest a message of each priority may wait for delivery before it is EXPIRED.
     max_age_critical_s: int = 15 * 60
-    max_age_transactional_s: int = 72 * 3600
-    max_age_bulk_s: int = 24 * 3600
+    max_age_transactional_s: int = 72 * 3600  # the same for transactional mail
+    max_age_bulk_s: int = 24 * 3600  # the same for bulk mail
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -14,6 +14,7 @@ class EgressPool(BaseModel):
     """Source addresses that connections bind to (each new connection takes the next)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # IPv4 or IPv6 addresses of this host (the pod) to connect from, in turn.
     source_addresses: tuple[str, ...] = Field(min_length=1)
 
     @field_validator("source_addresses")
@@ -26,12 +27,13 @@ class Smarthost(BaseModel):
     """A relay that takes all mail of a route instead of the recipient domains' MX hosts."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    host: str
+    host: str  # the relay's host name (with tls required, its certificate must match it)
+    # The relay's port; TLS is STARTTLS only, so not 465's implicit TLS.
     port: int = Field(default=587, ge=1, le=65535)
     # required: STARTTLS with a certificate valid for `host`, or no delivery.
     tls: Literal["required", "opportunistic", "none"] = "required"
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str | None = None  # log in (SMTP AUTH) with these; None: no login
+    password: SecretStr | None = None  # the password of that login
 
 
 class RoutingSettings(BaseModel):
@@ -40,7 +42,9 @@ class RoutingSettings(BaseModel):
     Both the router (which picks the route) and the sender (which connects) read them."""
 
     model_config = ConfigDict(frozen=True)
+    # Egress pools by name, as tenants' routes name them.
     egress_pools: dict[str, EgressPool] = Field(default_factory=dict)
+    # Smarthosts (relays) by name, as tenants' routes name them.
     smarthosts: dict[str, Smarthost] = Field(default_factory=dict)
     # The pool of tenants and priorities the tenants file routes nowhere (None: no binding).
     default_egress_pool: str | None = None

@@ -15,17 +15,18 @@ class SuppressionSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    enabled: bool = True
+    enabled: bool = True  # false: bounces suppress nothing
     # A hard bounce of these categories says the address can never receive mail: for good.
     permanent_categories: tuple[str, ...] = (Reason.INVALID_RECIPIENT, Reason.BAD_DOMAIN)
     # Other hard bounces (disabled mailbox, unroutable, relay denied, unrecognised 5xx) may
     # heal: a disabled account is reactivated, a domain fixes its MX.
     hard_expiry_s: int = Field(default=30 * _DAY_S, ge=0)
+    # How long a spam complaint suppresses the address (0: for good).
     complaint_expiry_s: int = Field(default=0, ge=0)
     # This many soft bounces within the window suppress the address for soft_expiry_s.
     soft_threshold: int = Field(default=3, ge=1)
-    soft_window_s: int = Field(default=72 * 3600, ge=1)
-    soft_expiry_s: int = Field(default=_DAY_S, ge=0)
+    soft_window_s: int = Field(default=72 * 3600, ge=1)  # the window those are counted in
+    soft_expiry_s: int = Field(default=_DAY_S, ge=0)  # how long they then suppress it
     # Only soft bounces about the recipient's mailbox or host count; those about our message or
     # our reputation (spam_block, authentication, policy, tls, content, size ...) are ours to
     # fix and would otherwise suppress every recipient of a misconfigured sender.

@@ -13,8 +13,9 @@ from pathlib import Path
 import dns.exception
 import dns.resolver
 
+from services.cli.dns_records import txt_strings
+
 DNSMASQ = "/usr/sbin/dnsmasq"
-TXT_CHUNK = 255  # RFC 1035: one character-string holds at most 255 octets
 
 # Reads a message on stdin, prints one "algorithm selector result detail" line per signature.
 MAIL_DKIM_VERIFY = r"""
@@ -54,8 +55,7 @@ def txt_arg(name: str, value: str) -> str:
     """`name,chunk1,chunk2`: given in argv (no shell), dnsmasq would keep quotes literally."""
     if "," in value or '"' in value:
         raise ValueError("a TXT value given to dnsmasq in argv cannot hold commas or quotes")
-    chunks = [value[i : i + TXT_CHUNK] for i in range(0, len(value), TXT_CHUNK)]
-    return ",".join([name, *chunks])
+    return ",".join([name, *txt_strings(value)])
 
 
 class Dnsmasq:
