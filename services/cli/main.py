@@ -21,7 +21,36 @@ from services.cli import (
 from services.common.errors import MailstreamError
 
 
-@click.group(help="Operate mailstream: topics, database, tenants, tracing, the dev inbox.")
+class _EveryCommand(click.Group):
+    """The top-level help lists every command, subcommands by their full path, so one
+    `mailstream --help` shows all there is to run."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+
+        def walk(group: click.Group, prefix: str, context: click.Context) -> None:
+            for name in group.list_commands(context):
+                command = group.get_command(context, name)
+                if command is None or command.hidden:
+                    continue
+                path = f"{prefix}{name}"
+                if isinstance(command, click.Group):
+                    walk(
+                        command, f"{path} ", click.Context(command, parent=context, info_name=name)
+                    )
+                else:
+                    rows.append((path, command.get_short_help_str(limit=56)))
+
+        walk(self, "", ctx)
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=_EveryCommand,
+    help="Operate mailstream: topics, database, tenants, templates, suppressions, tracing, "
+    "dead letters, the dev inbox. `mailstream COMMAND --help` tells more of each.",
+)
 def cli() -> None:
     pass
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from services.common.reasons import Reason
 
 DOC = Path("docs/reference/reason-codes.md")  # from the repository root
-REGENERATE = "python -m services.common.reasons"
+REGENERATE = "mailstream docs reasons -o docs/reference/reason-codes.md"
 
 _INTRO = f"""\
 # Reason codes
