@@ -76,3 +76,15 @@ def test_the_contract_names_the_released_fingerprints(record: str) -> None:
     fingerprint = schema_fingerprint(load_schema(str(released), _write_hint=False))
     row = f"| `mailstream.v1.{record}` | `{fingerprint.hex(' ')}` |"
     assert row in (ROOT / "docs" / "contract.md").read_text()
+
+
+@pytest.mark.parametrize("path", [*_documentation(), ROOT / "CHANGELOG.md"], ids=_name)
+def test_every_relative_link_names_a_file_that_exists(path: Path) -> None:
+    """A reader who follows a link in the docs finds the page (or folder) it names."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    relative = [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+    broken = [t for t in relative if not (path.parent / t).exists()]
+    assert broken == [], f"{_name(path)} links to files that do not exist: {broken}"
