@@ -51,6 +51,9 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             dlq_topic=topics.internal_dlq,
             on_quarantine=handler.quarantined,
             max_in_flight=settings.kafka.lane_window(p),
+            # Per lane, not one budget shared: critical never waits for bulk's bytes, and a
+            # lane outranked by a busier one keeps 2 in flight anyway (Precedence).
+            max_in_flight_bytes=settings.kafka.max_in_flight_bytes,
             priority=p,
         )
         for p in PRIORITIES

@@ -69,6 +69,11 @@ class Lane:
     dlq_topic: str
     due_at: DueAt | None = None
     max_in_flight: int | None = None
+    # Record bytes (inbound values) the lane may hold in flight; None: only the count bounds
+    # it. Over it, the lane takes nothing until some finish; with nothing in flight it always
+    # takes what is fetched, so one record larger than the budget is never stuck. A fetch
+    # taken while under it can pass it by that fetch, which the prefetch bounds.
+    max_in_flight_bytes: int | None = None
     # Handle records with the same key on a partition one after another (in offset order),
     # e.g. the steps of one message, whose public events must not overtake each other.
     key_ordered: bool = False
@@ -141,6 +146,7 @@ class LaneRunner:
         self._paused: dict[TopicPartitionKey, tuple[int, int]] = {}  # tp -> (offset, due ms)
         self._committed: dict[TopicPartitionKey, int] = {}
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._bytes_in_flight = 0  # the inbound values of _tasks
         # The last task begun per (partition, key), when the lane is key-ordered.
         self._key_tail: dict[tuple[str, int, bytes | None], asyncio.Task[bool]] = {}
         self._room = asyncio.Event()
@@ -209,6 +215,9 @@ class LaneRunner:
 
     def _free(self) -> int:
         """How many more messages this lane may take now."""
+        budget = self._lane.max_in_flight_bytes
+        if budget is not None and self._tasks and self._bytes_in_flight >= budget:
+            return 0
         window = self._max_in_flight
         if self._precedence is not None:
             window = self._precedence.window(self, window)
@@ -254,11 +263,20 @@ class LaneRunner:
             task = asyncio.create_task(self._process(tp, inbound, after=previous))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self._hold_bytes(task, len(inbound.value))
             held = self._by_partition.setdefault(tp, set())
             held.add(task)
             task.add_done_callback(held.discard)
             if self._lane.key_ordered:
                 self._track_tail((*tp, inbound.key), task)
+
+    def _hold_bytes(self, task: asyncio.Task[bool], size: int) -> None:
+        self._bytes_in_flight += size
+
+        def release(_done: asyncio.Task[bool]) -> None:
+            self._bytes_in_flight -= size
+
+        task.add_done_callback(release)
 
     def _due(self, inbound: Inbound) -> int | None:
         """A delay record's due time; one whose header cannot be read is due now (its handler
