@@ -221,8 +221,13 @@ def write_mime(
 
 
 def _head(headers: list[tuple[str, str]]) -> bytes | None:
+    """The header lines, folded; None when one cannot fold. A value holding a line break
+    raises ValueError (so does the email package): ingest and the renderer refuse those, and
+    a record that gets here with one anyway is quarantined, never written as a new header."""
     lines = []
     for name, value in headers:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"a line break in the {name} header")
         folded = _fold(f"{name}: {value}")
         if folded is None:
             return None

@@ -137,11 +137,12 @@ def test_a_record_the_router_cannot_build_is_quarantined_and_the_lane_goes_on(
     events: TopicCollector,
     smtp: RecordingSmtp,
 ) -> None:
-    """The poison pill of issue 11: an attachment filename holding CR LF made the router's MIME
-    build raise, and the router exit, at every restart. Ingest refuses such a request now, so
-    this one is put straight on the router's topic, as a bug elsewhere could: the router
-    quarantines it, its recipient gets REJECTED internal_error, the next record of the same
-    partition is delivered, and `dlq list|replay --internal` show and republish it."""
+    """The poison pill of issue 11: an attachment holding CR LF (its content type here) made
+    the router's MIME build raise, and the router exit, at every restart. Ingest refuses such
+    a request now, so this one is put straight on the router's topic, as a bug elsewhere
+    could: the router quarantines it, its recipient gets REJECTED internal_error, the next
+    record of the same partition is delivered, and `dlq list|replay --internal` show and
+    republish it."""
     run = uuid.uuid4().hex[:8]
     route = topics.route(Priority.TRANSACTIONAL)
     poison_mid, good_mid = f"poison-{run}", f"after-poison-{run}"
@@ -167,7 +168,7 @@ def test_a_record_the_router_cannot_build_is_quarantined_and_the_lane_goes_on(
         )
 
     producer = Producer(producer_config(settings.kafka))
-    bad = Attachment(filename="a.txt\r\nBcc: victim@x.example", content_type="text/plain",
+    bad = Attachment(filename="a.txt", content_type="text/plain\r\nBcc: victim@x.example",
                      content=b"x")  # fmt: skip
     # The same key puts both on one partition: the good one waits behind the poison.
     producer.produce(route, key=b"same", value=accepted(poison_mid, [bad]))

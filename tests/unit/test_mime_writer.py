@@ -232,3 +232,24 @@ def test_a_message_with_attachments_says_what_the_email_package_says() -> None:
         ]
 
     assert shape(ours)[1:] == shape(theirs)[1:]
+
+
+def test_a_line_break_never_becomes_a_header_line() -> None:
+    """What ingest refuses, should it reach the writer anyway: a filename is percent-encoded
+    (RFC 2231) whatever it holds; a line break in any other header value raises, so the
+    record is quarantined rather than written with a header of the requester's."""
+    import pytest
+
+    from services.common.avro.records import Attachment
+
+    named = replace(BASE, attachments=[Attachment("a.txt\r\nBcc: v@x.example", "text/plain", b"x")])
+    raw = build_mime(named, subject="s", text="t", html=None, accepted_at=0,
+                     recipients=["bob@example.org"])  # fmt: skip
+    assert b"\r\nBcc:" not in raw
+    (part,) = _parse(raw).iter_attachments()
+    assert part.get_filename() == "a.txt\r\nBcc: v@x.example"
+    typed = replace(BASE, attachments=[Attachment("a.txt", "text/plain\r\nBcc: v@x.example", b"x")])
+    for request, subject in ((typed, "s"), (BASE, "s\r\nBcc: v@x.example")):
+        with pytest.raises(ValueError, match="line break"):
+            build_mime(request, subject=subject, text="t", html=None, accepted_at=0,
+                       recipients=["bob@example.org"])  # fmt: skip
