@@ -49,7 +49,9 @@ class KafkaSettings(BaseModel):
     # Record bytes a lane that carries built messages (the sender's) may hold in flight. Each
     # in flight holds several copies of its message (the record, the decoded task, the signed
     # bytes, the SMTP buffers): 500 records of 1 MB would be gigabytes; 4 KB ones stay under it.
-    max_in_flight_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # Every recipient's task carries the whole message, so one 1 MB request to 60 recipients
+    # is 60 MB: a budget much below that holds a lane to a few sends while slow hosts answer.
+    max_in_flight_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     # While a more urgent lane of the same process is active, a less urgent one keeps at most
     # this many in flight (strict priority, never quite starving); "active" means it took a
     # message within the last precedence_hold_s and still has work in flight.
