@@ -341,6 +341,8 @@ def _unstructured(value: str, *, literal: bool = False) -> str:
         # A parser reads folding white space as one space and drops it at the ends: inside
         # encoded words every space and tab is kept as written.
         return _encoded_words(value)
+    if value.isascii() and "=?" not in value and len(value) <= _LONG_WORD:
+        return value  # the usual Subject: no word to encode, skip the split
     return _mixed(value, plain)
 
 
