@@ -47,3 +47,26 @@ def logged(proc: ServiceProcess, event: str) -> list[dict[str, object]]:
             entry["exception_line"] = _one_line(str(entry["exception"]))
         found.append(entry)
     return found
+
+
+def trail(procs: list[ServiceProcess], message_id: str, limit: int = 40) -> list[str]:
+    """What each service logged about one message, one short line per entry in log order per
+    service: where a request that never ended was last seen (paced, delayed, deferred...)."""
+    lines = []
+    for proc in procs:
+        for line in proc.log_text().splitlines():
+            if message_id not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("message_id") != message_id:
+                continue
+            keep = {
+                k: v
+                for k, v in entry.items()
+                if k not in ("message_id", "tenant_id", "logger", "level") and v is not None
+            }
+            lines.append(f"{proc.module}: {json.dumps(keep, default=str)[:300]}")
+    return lines[:limit]

@@ -247,6 +247,8 @@ class FuzzRun:
     quarantine_log: list[dict[str, object]]
     seed: int
     bound_s: float
+    # For the first few requests that did not end: what the services logged about each.
+    trails: dict[int, list[str]] = field(default_factory=dict)
 
 
 def examples(bad: list[Fuzzed], why: dict[int, str], groups_shown: int = 8) -> str:

@@ -40,7 +40,7 @@ from services.common.kafka.records import Inbound
 from services.common.kafka.topics import Topics
 from services.common.priority import Priority
 from tests.integration.harness import RecordingSmtp, ServiceProcess, TopicCollector, mailstream
-from tests.security.crashes import crash_evidence, logged
+from tests.security.crashes import crash_evidence, logged, trail
 from tests.security.fuzz_outcomes import Fuzzed, FuzzRun, examples, figures, finish, fitted
 from tests.security.fuzz_requests import Draft, generate_isolated, label_universe
 from tests.security.fuzz_values import SUPPRESSED
@@ -237,6 +237,10 @@ def fuzz_run(
         quarantine_log=[e for p in services.values() for e in logged(p, "record_quarantined")],
         seed=SEED,
         bound_s=SETTLE_BOUND_S,
+        trails={
+            f.index: trail(list(services.values()), f.request.message_id)
+            for f in [f for f in requests if not f.settled()][:5]
+        },
     )
 
 
@@ -257,9 +261,13 @@ def test_no_service_exited_or_restarted(fuzz_run: FuzzRun) -> None:
 def test_every_request_ended(fuzz_run: FuzzRun) -> None:
     bad = [f for f in fuzz_run.requests if not f.settled()]
     why = {f.index: f"no end: {f.summary()}" for f in bad}
+    trails = "\n".join(
+        f"#{i} as the services logged it:\n  " + "\n  ".join(lines or ["(nothing)"])
+        for i, lines in fuzz_run.trails.items()
+    )
     assert not bad, (
         f"{len(bad)} of {len(fuzz_run.requests)} requests did not end within "
-        f"{SETTLE_BOUND_S:.0f}s:\n{examples(bad, why)}"
+        f"{SETTLE_BOUND_S:.0f}s:\n{examples(bad, why)}\n{trails}"
     )
 
 
