@@ -30,17 +30,27 @@ def crash_evidence(proc: ServiceProcess) -> str:
     return f"{proc.module} exited: {proc.log_text()[-300:]}"
 
 
-def logged(proc: ServiceProcess, event: str) -> list[dict[str, object]]:
-    """The service's JSON log lines of one event name, each with its exception (if any)
-    shortened to one line under `exception_line`."""
+def _entries(proc: ServiceProcess, needle: str) -> list[dict[str, object]]:
+    """The service's JSON log entries whose raw line holds `needle` (a cheap filter before the
+    parse); lines that are not JSON are left out."""
     found = []
     for line in proc.log_text().splitlines():
-        if f'"{event}"' not in line:
+        if needle not in line:
             continue
         try:
             entry = json.loads(line)
         except ValueError:
             continue
+        if isinstance(entry, dict):
+            found.append(entry)
+    return found
+
+
+def logged(proc: ServiceProcess, event: str) -> list[dict[str, object]]:
+    """The service's JSON log lines of one event name, each with its exception (if any)
+    shortened to one line under `exception_line`."""
+    found = []
+    for entry in _entries(proc, f'"{event}"'):
         if entry.get("event") != event:
             continue
         if entry.get("exception"):
@@ -54,13 +64,7 @@ def trail(procs: list[ServiceProcess], message_id: str, limit: int = 40) -> list
     service: where a request that never ended was last seen (paced, delayed, deferred...)."""
     lines = []
     for proc in procs:
-        for line in proc.log_text().splitlines():
-            if message_id not in line:
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
+        for entry in _entries(proc, message_id):
             if entry.get("message_id") != message_id:
                 continue
             keep = {
