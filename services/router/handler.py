@@ -27,10 +27,10 @@ from services.common.priority import Priority
 from services.common.reasons import Reason
 from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
 from services.common.status import StatusEmitter
-from services.common.tenants import Tenant, TenantDirectory
+from services.common.tenants import TenantDirectory
 from services.router.mime import build_mime, has_https_unsubscribe
 from services.router.mx import DnsTemporaryFailure, NoRoute
-from services.router.pacing import Pacer
+from services.router.pacing import BulkPacing
 from services.router.policy import RoutePlanner, Unroutable
 from services.router.render import (
     Rendered,
@@ -162,7 +162,7 @@ class AcceptedHandler:
         *,
         router: Router,
         tenants: TenantDirectory,
-        pacer: Pacer,
+        pacing: BulkPacing,
         templates: TemplateStore,
         render_limits: RenderLimits,
         max_message_bytes: int = 6 * 1024 * 1024,
@@ -170,7 +170,7 @@ class AcceptedHandler:
         self._max_message_bytes = max_message_bytes
         self._router = router
         self._tenants = tenants
-        self._pacer = pacer
+        self._pacing = pacing
         self._templates = templates
         self._render_limits = render_limits
 
@@ -203,7 +203,6 @@ class AcceptedHandler:
                 return self._reject_all(accepted, Reason.MESSAGE_TOO_LARGE)
             sender_domain = request.from_address.rsplit("@", 1)[1]
             tenant = await self._tenants.get(request.tenant_id)
-            rate = _bulk_rate(accepted.priority, tenant)
             return_domain = (tenant.return_path_domain if tenant else None) or sender_domain
             outputs: list[Output] = []
             for recipient in accepted.recipients:
@@ -223,8 +222,7 @@ class AcceptedHandler:
                     send_at=request.send_at,
                     tags=request.tags,
                 )
-                if rate is not None:
-                    task = await self._pace(task, rate)
+                task = await self._pacing.at_acceptance(task, tenant)
                 outputs += await self._router.route(task)
             return outputs
 
@@ -263,31 +261,13 @@ class AcceptedHandler:
             render, template, request.template_data_json, limits=self._render_limits
         )
 
-    async def _pace(self, task: DeliveryTask, rate: float) -> DeliveryTask:
-        """Waits for the tenant's next bulk slot: in place when under a second away, else by
-        making the task due then (it goes to a delay topic; no consumer sleeps for long)."""
-        now = self._router.clock.now_ms()
-        slot = self._pacer.slot(
-            task.tenant_id, rate_per_s=rate, now_ms=max(now, task.not_before or 0)
-        )
-        if slot - now <= 1000:
-            await asyncio.sleep(max(0.0, slot - now) / 1000)
-            return task
-        return dataclasses.replace(task, not_before=int(slot))
-
-
-def _bulk_rate(priority: Priority, tenant: Tenant | None) -> float | None:
-    if priority is not Priority.BULK or tenant is None:
-        return None
-    rate = tenant.limits.get("bulk_per_second")
-    return rate if rate and rate > 0 else None
-
 
 class DelayedHandler:
     """Consumes the delay topics; the runner holds each partition until its head is due."""
 
-    def __init__(self, *, router: Router) -> None:
+    def __init__(self, *, router: Router, pacing: BulkPacing) -> None:
         self._router = router
+        self._pacing = pacing
 
     async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)
@@ -303,4 +283,6 @@ class DelayedHandler:
         due = true_due(inbound)
         if task.not_before is None or task.not_before < due:
             task = dataclasses.replace(task, not_before=due)
+        if due <= self._router.clock.now_ms():
+            task = await self._pacing.when_due(task)
         return await self._router.route(task)

@@ -12,7 +12,7 @@ from services.router.config import RouterSettings
 from services.router.handler import AcceptedHandler, DelayedHandler, Router
 from services.router.mta_sts import MtaStsResolver
 from services.router.mx import MxResolver
-from services.router.pacing import Pacer
+from services.router.pacing import BulkPacing, Pacer
 from services.router.policy import RoutePlanner
 from services.router.render import RenderLimits
 from services.router.templates import TemplateStore
@@ -38,9 +38,10 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         policy=RetryPolicy.from_settings(settings),
         return_path_local=settings.router.return_path_local,
     )
+    pacing = BulkPacing(pacer=Pacer(), tenants=tenants, clock=kernel.clock)
     accepted = AcceptedHandler(
         router=router,
-        pacer=Pacer(),
+        pacing=pacing,
         tenants=tenants,
         templates=TemplateStore(session=kernel.cassandra),
         render_limits=RenderLimits(
@@ -62,7 +63,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
         )
         for p in PRIORITIES
     ]
-    delayed = DelayedHandler(router=router)
+    delayed = DelayedHandler(router=router, pacing=pacing)
 
     def delay_lane(name: str, group: str, delays: list[str], priority: Priority | None) -> Lane:
         return Lane(
