@@ -4,6 +4,7 @@ Python step of the same version (steps.py) for rows CQL cannot move; then table 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,14 @@ from services.common.cassandra import retention as table_retention
 from services.common.cassandra.retention import RetentionSettings
 from services.common.cassandra.steps import STEPS, Step, StepContext
 from services.common.config import CassandraSettings
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.cql$")
+# How long a migration waits for every node to hold the schema it just changed. The driver
+# waits 10 s after each DDL statement and then goes on regardless; on a busy ring a node can
+# take longer, and a statement sent to it then fails ("table ... does not exist").
+SCHEMA_AGREEMENT_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,21 @@ def applied_versions(session: Session, keyspace: str) -> set[int]:
     return {row.version for row in rows}
 
 
+def await_schema_agreement(session: Session, *, wait_s: float = SCHEMA_AGREEMENT_WAIT_S) -> None:
+    """Returns once every node reports the same schema version; TransientError after wait_s."""
+    deadline = time.monotonic() + wait_s
+    control = session.cluster.control_connection
+    while True:
+        left = deadline - time.monotonic()
+        if control.wait_for_schema_agreement(wait_time=max(1.0, min(10.0, left))):
+            return
+        if time.monotonic() >= deadline:
+            raise TransientError(
+                f"the Cassandra nodes did not agree on the schema within {wait_s:.0f}s: "
+                "is every node up? ('nodetool describecluster' lists their schema versions)"
+            )
+
+
 def migrate(
     session: Session,
     settings: CassandraSettings,
@@ -80,6 +100,7 @@ def migrate(
         f"CREATE TABLE IF NOT EXISTS {ks}.schema_migrations "
         "(version int PRIMARY KEY, name text, applied_at timestamp)"
     )
+    await_schema_agreement(session)
     done = applied_versions(session, ks)
     applied = []
     for migration in load_migrations() if migrations is None else migrations:
@@ -88,6 +109,7 @@ def migrate(
         session.set_keyspace(ks)
         for statement in migration.statements:
             session.execute(statement)
+        await_schema_agreement(session)
         context = StepContext(session=session, keyspace=ks, retention=kept)
         summary = migration.step(context) if migration.step else ""
         session.execute(
