@@ -146,6 +146,11 @@ class Fuzzed:
             return True
         return bool(self.expected) and self.expected <= set(self.terminal())
 
+    def took_s(self) -> float | None:
+        """Seconds from its publish to its last terminal event, once it has one."""
+        ends = [e.occurred_at for e in self.events if e.type.terminal]
+        return (max(ends) - self.published_ms) / 1000 if ends and self.settled() else None
+
     def problems(self) -> list[str]:
         """What is wrong with its outcome besides not ending."""
         problems = []
@@ -298,11 +303,7 @@ def figures(run: FuzzRun) -> list[str]:
     )
     ours = [r for f in reqs for r in f.quarantined]
     classes = Counter(dict(r.headers).get(kafka_headers.ERROR_CLASS, b"?").decode() for r in ours)
-    took = [
-        (max(e.occurred_at for e in f.events if e.type.terminal) - f.published_ms) / 1000
-        for f in settled
-        if any(e.type.terminal for e in f.events)
-    ]
+    took = [t for f in settled if (t := f.took_s()) is not None]
     drawn = {label for f in reqs for label in f.labels}
     never = sorted(label_universe() - drawn)
     sizes = [len(f.value) for f in reqs]
@@ -341,4 +342,21 @@ def figures(run: FuzzRun) -> list[str]:
         f"inconsistent {sum(bool(f.problems()) for f in reqs)}",
         f"  kinds drawn: {len(drawn & label_universe())} of {len(label_universe())}"
         + (f"; never: {never[:12]}" if never else ""),
+        *slowest_shown(run),
     ]
+
+
+def slowest(requests: list[Fuzzed], n: int = 3) -> list[Fuzzed]:
+    """The requests that took longest to end, slowest first."""
+    timed = [(t, f.index, f) for f in requests if (t := f.took_s()) is not None]
+    return [f for _, _, f in sorted(timed, key=lambda x: (-x[0], x[1]))[:n]]
+
+
+def slowest_shown(run: FuzzRun) -> list[str]:
+    """The slowest requests with their events and what the services logged of them: why a run
+    that ends in time still ends later than it does alone."""
+    lines = []
+    for f in slowest(run.requests):
+        lines.append(f"  slow #{f.index} ({f.took_s():.1f}s): {f.shape()[:300]}; {f.summary()}")
+        lines += [f"    {line}" for line in run.trails.get(f.index, [])[:12]]
+    return lines

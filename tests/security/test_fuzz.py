@@ -41,7 +41,15 @@ from services.common.kafka.topics import Topics
 from services.common.priority import Priority
 from tests.integration.harness import RecordingSmtp, ServiceProcess, TopicCollector, mailstream
 from tests.security.crashes import crash_evidence, logged, trail
-from tests.security.fuzz_outcomes import Fuzzed, FuzzRun, examples, figures, finish, fitted
+from tests.security.fuzz_outcomes import (
+    Fuzzed,
+    FuzzRun,
+    examples,
+    figures,
+    finish,
+    fitted,
+    slowest,
+)
 from tests.security.fuzz_requests import Draft, generate_isolated, label_universe
 from tests.security.fuzz_values import SUPPRESSED
 from tests.security.wire import inspect_wire
@@ -239,7 +247,7 @@ def fuzz_run(
         bound_s=SETTLE_BOUND_S,
         trails={
             f.index: trail(list(services.values()), f.request.message_id)
-            for f in [f for f in requests if not f.settled()][:5]
+            for f in [f for f in requests if not f.settled()][:5] + slowest(requests)
         },
     )
 
