@@ -41,6 +41,7 @@ EVERYTHING: dict[str, Any] = {
         "localDc": "dc1",
     },
     "dkim": {"existingSecret": "dkim-keys"},
+    "dns": {"nameservers": "10.0.0.10,10.0.0.11", "probeName": "example.com.", "probeType": "SOA"},
     "tenants": [
         {
             "id": "acme",
@@ -250,6 +251,21 @@ def test_every_configured_variable_is_a_real_setting() -> None:
     settings = _setting_names()
     unknown = sorted(n for n in names if n not in settings)
     assert unknown == [], unknown
+
+
+def test_the_resolver_and_its_probe_are_set_from_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.router.config import RouterSettings
+
+    data = render(EVERYTHING)[("ConfigMap", "ms-mailstream-config")]["data"]
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    dns = RouterSettings().dns
+    assert (dns.nameservers, dns.port, dns.timeout_s) == ("10.0.0.10,10.0.0.11", 53, 5.0)
+    assert (dns.probe_name, dns.probe_type, dns.probe_timeout_s) == ("example.com.", "SOA", 2.0)
+    # By default the pod's own resolver: no nameservers variable at all.
+    assert (
+        "MAILSTREAM_DNS__NAMESERVERS" not in render()[("ConfigMap", "ms-mailstream-config")]["data"]
+    )
 
 
 def _setting_names() -> set[str]:

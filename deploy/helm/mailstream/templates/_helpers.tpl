@@ -102,6 +102,16 @@ MAILSTREAM_CASSANDRA__SSL_CERT_FILE: /etc/mailstream/cassandra-tls/tls.crt
 MAILSTREAM_CASSANDRA__SSL_KEY_FILE: /etc/mailstream/cassandra-tls/tls.key
 {{- end }}
 {{- end }}
+{{- with .Values.dns }}
+{{- with .nameservers }}
+MAILSTREAM_DNS__NAMESERVERS: {{ . | quote }}
+{{- end }}
+MAILSTREAM_DNS__PORT: {{ int .port | quote }}
+MAILSTREAM_DNS__TIMEOUT_S: {{ .timeoutSeconds | quote }}
+MAILSTREAM_DNS__PROBE_NAME: {{ .probeName | quote }}
+MAILSTREAM_DNS__PROBE_TYPE: {{ .probeType | quote }}
+MAILSTREAM_DNS__PROBE_TIMEOUT_S: {{ .probeTimeoutSeconds | quote }}
+{{- end }}
 MAILSTREAM_HEALTH__HOST: "0.0.0.0"
 MAILSTREAM_HEALTH__PORT: {{ int .Values.metrics.port | quote }}
 MAILSTREAM_LOG_LEVEL: {{ .Values.logLevel | quote }}
