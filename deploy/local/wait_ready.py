@@ -39,9 +39,10 @@ def cassandra_ready(host: str, port: int) -> None:
 
 
 def cassandra_ring_ready(hosts: list[str], port: int) -> None:
-    """Each node answers CQL and the driver sees it up; and once no member of the ring is
-    missing from `hosts`, each node, as coordinator, finds every member alive: a read of
-    system_distributed (replication factor 3) that needs as many replicas as there are members."""
+    """Each node answers CQL, the driver sees it up and it knows every other node of `hosts`;
+    and once no member of the ring is missing from `hosts`, each node, as coordinator, finds
+    every member alive: a read of system_distributed (replication factor 3) that needs as
+    many replicas as there are members."""
     from cassandra import ConsistencyLevel
     from cassandra.cluster import Cluster
     from cassandra.query import SimpleStatement
@@ -65,7 +66,11 @@ def cassandra_ring_ready(hosts: list[str], port: int) -> None:
         for address in hosts:
             peers = session.execute("SELECT peer FROM system.peers_v2", host=known[address])
             members = {address} | {str(row.peer) for row in peers}
-            if members <= set(hosts) and len(members) in by_members:
+            if unknown := set(hosts) - members:
+                # A node just up may not know its peers yet: alone, it would pass a read at
+                # ONE and then refuse LOCAL_QUORUM, since it counts only itself alive.
+                raise ConnectionError(f"{address} does not know {sorted(unknown)} yet")
+            if members == set(hosts) and len(members) in by_members:
                 every_member = SimpleStatement(
                     "SELECT id FROM system_distributed.repair_history"
                     " WHERE keyspace_name = 'ready' AND columnfamily_name = 'ready' LIMIT 1",
