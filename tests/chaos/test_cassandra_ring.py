@@ -16,7 +16,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,14 +24,21 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import NoHostAvailable
 
-from services.common.avro.records import EmailEvent
 from services.common.avro.serde import RecordSerde
 from services.common.cassandra.session import connect
 from services.common.config import CassandraSettings, CommonSettings
 from services.common.errors import TransientError
-from tests.chaos.universe import Progress, Supervisor, Universe, at_smtp, new_universe, publish_run
+from tests.chaos.universe import (
+    Progress,
+    Supervisor,
+    Universe,
+    new_universe,
+    outcome,
+    publish_run,
+    start_run,
+)
 from tests.chaos.universe import stack as run_stack
-from tests.integration.harness import RecordingSmtp, TopicCollector, wait_until
+from tests.integration.harness import RecordingSmtp, wait_until
 
 N = int(os.environ.get("MAILSTREAM_RING_MESSAGES", "3000"))
 # The messages arrive in waves spread over ARRIVAL_S, so that mail flows before the outage,
@@ -163,17 +170,8 @@ def test_one_ring_node_down_for_a_minute_goes_unnoticed(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    supervisor = Supervisor(env=universe.env, logs=tmp_path, restart=False)
-    events = TopicCollector(
-        kafka=universe.settings.kafka,
-        topics=[universe.topics.events],
-        group_id=f"events-{universe.tag}",
-        decode=lambda m: serde.decode(EmailEvent, m.value),
-    )
-    supervisor.start()
+    supervisor, events = start_run(universe, serde, tmp_path, restart=False)
     try:
-        wait_until("the services to be consuming", supervisor.consuming, 120)
-        events.start()
         progress = Progress(events, N)
         sent_at: dict[str, float] = {}
         # "<service> [<failing checks>]": how many /readyz answers were not 200.
@@ -228,22 +226,17 @@ def test_one_ring_node_down_for_a_minute_goes_unnoticed(
         codes = supervisor.stop()
         events.stop()
 
-    terminal_ids: dict[str, set[str]] = defaultdict(set)
-    types: Counter[str] = Counter()
+    run = outcome(progress.mine, smtp, universe.tag)
     latency_ms: list[float] = []
     per_10s: Counter[int] = Counter()  # terminal events by the 10 s since arrivals began
     wave_tag = len(universe.tag) + 2
+    first: set[str] = set()
     for event in progress.mine:
-        if event.type.terminal:
-            if not terminal_ids[event.message_id]:
-                latency_ms.append(event.occurred_at - sent_at[event.message_id[:wave_tag]] * 1000)
-                per_10s[int(event.occurred_at / 1000 - started_wall) // 10] += 1
-            terminal_ids[event.message_id].add(event.event_id)
-            types[event.type.value] += 1
-    copies, _ = at_smtp(smtp, universe.tag)
-    duplicates = sum(n - 1 for n in copies.values())
-    republished = sum(types.values()) - len(terminal_ids)
-    not_one = {mid: ids for mid, ids in terminal_ids.items() if len(ids) != 1}
+        if event.type.terminal and event.message_id not in first:
+            first.add(event.message_id)
+            latency_ms.append(event.occurred_at - sent_at[event.message_id[:wave_tag]] * 1000)
+            per_10s[int(event.occurred_at / 1000 - started_wall) // 10] += 1
+    duplicates = sum(run.duplicates.values())
     with capsys.disabled():
         print(
             f"\ncassandra ring: {N} messages over {ARRIVAL_S:.0f}s, all terminal after "
@@ -251,9 +244,9 @@ def test_one_ring_node_down_for_a_minute_goes_unnoticed(
             f"{STOPPED_NODE} stopped in {stop_s:.1f}s after {at_outage} terminal, down "
             f"{OUTAGE_S:.0f}s with {during} terminal meanwhile, back in {restart_s:.1f}s; "
             f"CQL requests it served: {served_before} before, {served_after} after; "
-            f"lost={N - len(terminal_ids)}; other than one terminal event={len(not_one)}; "
-            f"terminal types={dict(types)}; duplicates at SMTP={duplicates}; "
-            f"republished terminal events={republished}; restarts needed={len(exits)}; "
+            f"lost={run.lost(N)}; other than one terminal event={len(run.not_one)}; "
+            f"terminal types={dict(run.types)}; duplicates at SMTP={duplicates}; "
+            f"republished terminal events={run.republished}; restarts needed={len(exits)}; "
             f"end-to-end p50={_percentile(latency_ms, 50):.0f}ms "
             f"p99={_percentile(latency_ms, 99):.0f}ms max={max(latency_ms, default=0):.0f}ms; "
             f"/readyz not 200 in {sum(not_ready.values())} of {asked} answers: "
@@ -263,9 +256,9 @@ def test_one_ring_node_down_for_a_minute_goes_unnoticed(
             f"{[per_10s[k] for k in range(max(per_10s, default=0) + 1)]}"
         )
     assert not exits, exits
-    assert len(terminal_ids) == N
-    assert not not_one, list(not_one.items())[:10]
-    assert types == Counter({"DELIVERED": N + republished})
-    assert len(copies) == N
-    assert duplicates == 0, [mid for mid, n in copies.items() if n > 1][:10]
+    assert run.lost(N) == 0
+    assert not run.not_one, list(run.not_one.items())[:10]
+    assert run.types == Counter({"DELIVERED": N + run.republished})
+    assert len(run.copies) == N
+    assert duplicates == 0, list(run.duplicates)[:10]
     assert all(code == 0 for code in codes.values()), codes

@@ -16,29 +16,26 @@ import os
 import random
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from services.common.avro.records import EmailEvent
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
 from tests.chaos.universe import (
     Progress,
-    Supervisor,
-    at_smtp,
     new_universe,
+    outcome,
     publish_run,
     stack,
+    start_run,
 )
 from tests.integration.harness import (
     Received,
     RecordingSmtp,
     ServiceProcess,
-    TopicCollector,
-    wait_until,
 )
 from tests.stack import SERVICES
 
@@ -64,21 +61,8 @@ def test_nothing_lost_under_kills_and_outages(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The session's services would only get in the way of the outages: stop them cleanly.
-    codes = {module: proc.stop() for module, proc in services.items()}
-    assert all(code == 0 for code in codes.values()), codes
-
     universe = new_universe(settings, env, tmp_path)
-    supervisor = Supervisor(env=universe.env, logs=tmp_path)
-    supervisor.start()
-    wait_until("the chaos services to be consuming", supervisor.consuming, 120)
-    events = TopicCollector(
-        kafka=universe.settings.kafka,
-        topics=[universe.topics.events],
-        group_id=f"events-{universe.tag}",
-        decode=lambda m: serde.decode(EmailEvent, m.value),
-    )
-    events.start()
+    supervisor, events = start_run(universe, serde, tmp_path, session_services=services)
 
     # One sender kill lands as the SMTP server answers 250: the send is done at the far end
     # and not yet in the ledger, the one window where a duplicate can arise.
@@ -147,18 +131,8 @@ def test_nothing_lost_under_kills_and_outages(
     progress.update()
 
     # Every recipient: exactly one terminal event (republished copies share its event_id).
-    terminal_ids: dict[str, set[str]] = defaultdict(set)
-    terminal_types: Counter[str] = Counter()
-    for event in progress.mine:
-        if event.type.terminal:
-            terminal_ids[event.message_id].add(event.event_id)
-            terminal_types[event.type.value] += 1
-    lost = N - len(terminal_ids)
-    multiple = {m: ids for m, ids in terminal_ids.items() if len(ids) != 1}
-    event_copies = sum(1 for e in progress.mine if e.type.terminal) - len(terminal_ids)
-
-    copies, first_at = at_smtp(smtp, universe.tag)
-    duplicates = {mid: n - 1 for mid, n in copies.items() if n > 1}
+    run = outcome(progress.mine, smtp, universe.tag)
+    duplicates, first_at = run.duplicates, run.first_at
     sender_deaths = [d.at for d in supervisor.deaths if d.module == "services.sender"]
     unexplained = [
         mid
@@ -170,19 +144,19 @@ def test_nothing_lost_under_kills_and_outages(
     kills = Counter((d.module, d.cause) for d in supervisor.deaths)
     with capsys.disabled():
         print(
-            f"\nchaos: {N} messages in {elapsed:.0f}s; lost={lost}; "
-            f"recipients with other than one terminal event={len(multiple)}; "
-            f"terminal types={dict(terminal_types)}; republished terminal events={event_copies}; "
-            f"delivered at SMTP={len(copies)} distinct, duplicates={sum(duplicates.values())} "
+            f"\nchaos: {N} messages in {elapsed:.0f}s; lost={run.lost(N)}; "
+            f"recipients with other than one terminal event={len(run.not_one)}; "
+            f"terminal types={dict(run.types)}; republished terminal events={run.republished}; "
+            f"delivered at SMTP={len(run.copies)} distinct, duplicates={sum(duplicates.values())} "
             f"({len(unexplained)} not explained by a sender death); "
             f"deaths={dict(kills)}; restarts={dict(supervisor.restarts)} "
             f"(of services that exited on their own: {len(supervisor.exits)}); "
             f"outages={ {k: round(v, 1) for k, v in outages.items()} }"
         )
-    assert lost == 0
-    assert not multiple
-    assert terminal_types == Counter({"DELIVERED": N + event_copies})
-    assert len(copies) == N
+    assert run.lost(N) == 0
+    assert not run.not_one
+    assert run.types == Counter({"DELIVERED": N + run.republished})
+    assert len(run.copies) == N
     assert not unexplained, [
         (mid, [round(first_at[mid] - t, 3) for t in sender_deaths]) for mid in unexplained[:10]
     ]

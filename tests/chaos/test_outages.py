@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from services.common.avro.records import EmailEvent
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
-from tests.chaos.universe import Progress, Supervisor, at_smtp, new_universe, publish_run, stack
-from tests.integration.harness import RecordingSmtp, ServiceProcess, TopicCollector, wait_until
+from tests.chaos.universe import Progress, new_universe, outcome, publish_run, stack, start_run
+from tests.integration.harness import RecordingSmtp, ServiceProcess, wait_until
 
 N = int(os.environ.get("MAILSTREAM_OUTAGE_MESSAGES", "10000"))
 CASSANDRA_OUTAGE_S = 60
@@ -33,20 +32,10 @@ def test_cassandra_outage_needs_no_restart_and_sends_nothing_twice(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    codes = {module: proc.stop() for module, proc in services.items()}
-    assert all(code == 0 for code in codes.values()), codes
-
     universe = new_universe(settings, env, tmp_path, name="outage")
-    supervisor = Supervisor(env=universe.env, logs=tmp_path, restart=False)
-    supervisor.start()
-    wait_until("the services to be consuming", supervisor.consuming, 120)
-    events = TopicCollector(
-        kafka=universe.settings.kafka,
-        topics=[universe.topics.events],
-        group_id=f"events-{universe.tag}",
-        decode=lambda m: serde.decode(EmailEvent, m.value),
+    supervisor, events = start_run(
+        universe, serde, tmp_path, restart=False, session_services=services
     )
-    events.start()
     started = time.monotonic()
     publish_run(universe, N)
     progress = Progress(events, N)
@@ -94,30 +83,23 @@ def test_cassandra_outage_needs_no_restart_and_sends_nothing_twice(
     events.stop()
     progress.update()
 
-    terminal_ids: dict[str, set[str]] = defaultdict(set)
-    types: Counter[str] = Counter()
-    for event in progress.mine:
-        if event.type.terminal:
-            terminal_ids[event.message_id].add(event.event_id)
-            types[event.type.value] += 1
-    copies, _ = at_smtp(smtp, universe.tag)
-    duplicates = sum(n - 1 for n in copies.values())
-    republished = sum(types.values()) - len(terminal_ids)
+    run = outcome(progress.mine, smtp, universe.tag)
+    duplicates = sum(run.duplicates.values())
     with capsys.disabled():
         print(
             f"\noutage: {N} messages in {elapsed:.0f}s; Cassandra down {CASSANDRA_OUTAGE_S}s "
             f"after {at_outage} terminal, {during} more during it (events already on their "
             f"way), all terminal {recovered_s:.0f}s after it came back; "
-            f"lost={N - len(terminal_ids)}; terminal types={dict(types)}; "
-            f"duplicates at SMTP={duplicates}; republished terminal events={republished}; "
+            f"lost={run.lost(N)}; terminal types={dict(run.types)}; "
+            f"duplicates at SMTP={duplicates}; republished terminal events={run.republished}; "
             f"service exits={len(exits)}, restarts=0; not ready during the outage: {reasons}"
         )
     assert not exits, exits
     assert all(alive_during.values()), alive_during
-    assert len(terminal_ids) == N
-    assert all(len(ids) == 1 for ids in terminal_ids.values())
-    assert types == Counter({"DELIVERED": N + republished})
-    assert len(copies) == N
+    assert run.lost(N) == 0
+    assert not run.not_one
+    assert run.types == Counter({"DELIVERED": N + run.republished})
+    assert len(run.copies) == N
     assert duplicates == 0
     assert all(code == 200 for code in ready_after.values()), ready_after
     assert all(code == 0 for code in codes.values()), codes

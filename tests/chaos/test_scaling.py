@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.avro.records import EmailEvent
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
-from tests.chaos.universe import Progress, Supervisor, at_smtp, new_universe, publish_run
-from tests.integration.harness import RecordingSmtp, ServiceProcess, TopicCollector, wait_until
+from tests.chaos.universe import Progress, new_universe, outcome, publish_run, start_run
+from tests.integration.harness import RecordingSmtp, ServiceProcess, wait_until
 from tests.stack import SERVICES
 
 N = int(os.environ.get("MAILSTREAM_SCALING_MESSAGES", "10000"))
@@ -43,20 +42,10 @@ def test_scaling_each_service_out_and_in_sends_and_publishes_nothing_twice(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    codes = {module: proc.stop() for module, proc in services.items()}
-    assert all(code == 0 for code in codes.values()), codes
-
     universe = new_universe(settings, env, tmp_path, name="scaling")
-    supervisor = Supervisor(env=universe.env, logs=tmp_path, restart=False)
-    supervisor.start()
-    wait_until("the services to be consuming", supervisor.consuming, 120)
-    events = TopicCollector(
-        kafka=universe.settings.kafka,
-        topics=[universe.topics.events],
-        group_id=f"events-{universe.tag}",
-        decode=lambda m: serde.decode(EmailEvent, m.value),
+    supervisor, events = start_run(
+        universe, serde, tmp_path, restart=False, session_services=services
     )
-    events.start()
     started = time.monotonic()
     # Paced a little under the pipeline's throughput, so every stage has work in flight
     # whenever partitions move.
@@ -105,20 +94,19 @@ def test_scaling_each_service_out_and_in_sends_and_publishes_nothing_twice(
 
     by_id = Counter(e.event_id for e in progress.mine)
     republished = sum(n - 1 for n in by_id.values())
-    terminal = Counter(e.message_id for e in progress.mine if e.type.terminal)
-    copies, _ = at_smtp(smtp, universe.tag)
-    duplicates = sum(n - 1 for n in copies.values())
+    run = outcome(progress.mine, smtp, universe.tag)
+    duplicates = sum(run.duplicates.values())
     with capsys.disabled():
         print(
             f"\nscaling 1->2->1 of each service: {N} messages in {elapsed:.0f}s; "
-            f"lost={N - len(terminal)}; duplicates at SMTP={duplicates}; republished events="
+            f"lost={run.lost(N)}; duplicates at SMTP={duplicates}; republished events="
             f"{republished}; second process consuming after {joined} s; its exit codes {stops}; "
             f"service exits={len(exits)}"
         )
     assert not exits, exits
     assert all(code == 0 for code in stops.values()), stops
-    assert len(terminal) == N and set(terminal.values()) == {1}
-    assert len(copies) == N
+    assert run.lost(N) == 0 and not run.not_one
+    assert len(run.copies) == N
     assert duplicates == 0
     assert republished == 0
     assert all(code == 0 for code in codes.values()), codes

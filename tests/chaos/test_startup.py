@@ -9,21 +9,16 @@ its services have a universe of their own (topic prefix and keyspace).
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from services.client import EmailClient
-from services.common.avro.codec import AvroCodec
 from services.common.avro.records import EmailEvent, EventType
-from services.common.avro.registry import SchemaRegistry
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
-from services.common.kafka.topics import Topics
-from tests.chaos.universe import stack
+from tests.chaos.universe import new_universe, stack
 from tests.integration.harness import (
-    REPO,
     ServiceProcess,
     TopicCollector,
     events_for,
@@ -31,7 +26,7 @@ from tests.integration.harness import (
     until_terminal,
     wait_until,
 )
-from tests.stack import SERVICES, provision
+from tests.stack import SERVICES
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(900)]
 DOWN_FOR_S = 15  # long enough for several failed connection attempts by every service
@@ -96,26 +91,14 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
     settings: CommonSettings,
     env: dict[str, str],
     services: dict[str, ServiceProcess],
+    serde: RecordSerde,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for proc in services.values():  # the session's services would only crash-loop
         proc.stop()
-    run = uuid.uuid4().hex[:8]
-    prefix, keyspace = f"boot{run}.", f"boot_{run}"
-    boot_env = env | {
-        "MAILSTREAM_KAFKA__TOPIC_PREFIX": prefix,
-        "MAILSTREAM_CASSANDRA__KEYSPACE": keyspace,
-    }
-    boot = settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(update={"topic_prefix": prefix}),
-            "cassandra": settings.cassandra.model_copy(update={"keyspace": keyspace}),
-        }
-    )
-    provision(boot, boot_env, tmp_path / "tenants")
-    serde = RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=REPO / "schemas")))
-    topics = Topics(prefix, boot.delay_tiers_s)
+    universe = new_universe(settings, env, tmp_path, name="boot")
+    boot, boot_env, topics = universe.settings, universe.env, universe.topics
     figures: list[str] = []
     procs: dict[str, ServiceProcess] = {}
     try:
@@ -146,7 +129,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
         events = TopicCollector(
             kafka=boot.kafka,
             topics=[topics.events],
-            group_id=f"boot-events-{run}",
+            group_id=f"events-{universe.tag}",
             decode=lambda m: serde.decode(EmailEvent, m.value),
         )
         events.start()
@@ -158,7 +141,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
                 ),
                 90,
             )
-            _deliver_one(client, events, f"boot-cassandra-{run}", procs)
+            _deliver_one(client, events, f"{universe.tag}cassandra", procs)
 
             # 2. Kafka goes away while they run: readiness follows, nobody exits.
             assigned = {m: p.count_in_log("partitions_assigned") for m, p in procs.items()}
@@ -178,7 +161,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
                 f"{time.monotonic() - began:.1f}s after 'stack down/up kafka'"
             )
             _settle_rebalance(procs, assigned)
-            _deliver_one(client, events, f"boot-kafka-{run}", procs)
+            _deliver_one(client, events, f"{universe.tag}kafka", procs)
 
         # 3. Kafka is down when the services start.
         for proc in procs.values():
@@ -199,7 +182,7 @@ def test_services_wait_for_cassandra_and_kafka_then_become_ready_without_a_resta
             "'stack up kafka' returned"
         )
         with EmailClient(kafka=boot.kafka) as client:
-            _deliver_one(client, events, f"boot-kafka-start-{run}", procs)
+            _deliver_one(client, events, f"{universe.tag}kafka-start", procs)
         events.stop()
     finally:
         for proc in procs.values():

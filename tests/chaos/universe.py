@@ -9,15 +9,22 @@ import subprocess
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.client import EmailClient, Priority, new_request
 from services.common.avro.records import EmailEvent, EventType
+from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
 from services.common.kafka.topics import Topics
-from tests.integration.harness import REPO, RecordingSmtp, ServiceProcess, TopicCollector
+from tests.integration.harness import (
+    REPO,
+    RecordingSmtp,
+    ServiceProcess,
+    TopicCollector,
+    wait_until,
+)
 from tests.stack import SERVICES, provision
 
 UNSUBSCRIBE = {"List-Unsubscribe": "<https://acme.mailstream.test/unsubscribe/chaos>"}
@@ -209,3 +216,72 @@ class Progress:
 
     def fraction(self, kind: str) -> float:
         return len(self._accepted if kind == "accepted" else self._terminal) / self._n
+
+
+def start_run(
+    universe: Universe,
+    serde: RecordSerde,
+    logs: Path,
+    *,
+    restart: bool = True,
+    session_services: dict[str, ServiceProcess] | None = None,
+) -> tuple[Supervisor, TopicCollector]:
+    """The universe's four services under a supervisor, consuming, and a collector of its
+    events. The session's own services, if given, are stopped first (cleanly: each must exit
+    0), since they would only get in the way of the outages."""
+    if session_services is not None:
+        codes = {module: proc.stop() for module, proc in session_services.items()}
+        assert all(code == 0 for code in codes.values()), codes
+    supervisor = Supervisor(env=universe.env, logs=logs, restart=restart)
+    supervisor.start()
+    try:
+        wait_until("the services to be consuming", supervisor.consuming, 120)
+    except BaseException:
+        supervisor.stop()
+        raise
+    events = TopicCollector(
+        kafka=universe.settings.kafka,
+        topics=[universe.topics.events],
+        group_id=f"events-{universe.tag}",
+        decode=lambda m: serde.decode(EmailEvent, m.value),
+    )
+    events.start()
+    return supervisor, events
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a run's messages, by their terminal events and at the SMTP server."""
+
+    terminal_ids: dict[str, set[str]]  # message id -> its distinct terminal event ids
+    types: Counter[str]  # terminal events by type, republished copies included
+    copies: Counter[str]  # message id -> copies the SMTP server received
+    first_at: dict[str, float]  # message id -> when its first copy arrived
+
+    def lost(self, n: int) -> int:
+        return n - len(self.terminal_ids)
+
+    @property
+    def not_one(self) -> dict[str, set[str]]:
+        """Messages with other than one terminal event (copies of one share its event id)."""
+        return {mid: ids for mid, ids in self.terminal_ids.items() if len(ids) != 1}
+
+    @property
+    def republished(self) -> int:
+        return sum(self.types.values()) - len(self.terminal_ids)
+
+    @property
+    def duplicates(self) -> dict[str, int]:
+        """Message id -> copies beyond the first the SMTP server received."""
+        return {mid: n - 1 for mid, n in self.copies.items() if n > 1}
+
+
+def outcome(events: list[EmailEvent], smtp: RecordingSmtp, tag: str) -> Outcome:
+    terminal_ids: dict[str, set[str]] = defaultdict(set)
+    types: Counter[str] = Counter()
+    for event in events:
+        if event.type.terminal:
+            terminal_ids[event.message_id].add(event.event_id)
+            types[event.type.value] += 1
+    copies, first_at = at_smtp(smtp, tag)
+    return Outcome(dict(terminal_ids), types, copies, first_at)
