@@ -114,12 +114,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(f"tests/{suite}/" in str(item.fspath) for suite in REAL_STACK_SUITES):
             item.add_marker(pytest.mark.integration)
-    # A test that leaves a backlog behind runs last, so it slows no other test; a disruptive
-    # one (it stops the session's services, restarts Kafka, stops Cassandra) after that.
+    # A busy test (minutes of work it times itself) runs after the ordinary ones; a test that
+    # leaves a backlog behind after those, so it slows no other test; a disruptive one (it
+    # stops the session's services, restarts Kafka, stops Cassandra) last.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("disruptive") is not None,
             item.get_closest_marker("leaves_backlog") is not None,
+            item.get_closest_marker("busy") is not None,
         )
     )
 
