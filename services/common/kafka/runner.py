@@ -234,7 +234,14 @@ class LaneRunner:
         messages = await self._call(consumer.consume, 1, _WAIT_S)
         more = self._free() - len(messages)
         if messages and more > 0:
-            messages += await self._call(consumer.consume, more, 0)
+            before = {_tp(m): self._generation.get(_tp(m), 0) for m in messages}
+            topped = await self._call(consumer.consume, more, 0)
+            # A rebalance served inside the top-up may have taken a partition of the first
+            # batch away (and given it back): those messages belong to the old assignment.
+            # The new one reads them again from the committed offset, so handling these too
+            # would do the work twice (a sender: a second DELIVERED, at worst a second send).
+            messages = [m for m in messages if self._generation.get(_tp(m), 0) == before[_tp(m)]]
+            messages += topped
         return messages
 
     async def _dispatch(self, messages: list[Message]) -> None:
@@ -648,6 +655,10 @@ def _text(key: bytes | None) -> str | None:
 
 def _names(partitions: list[TopicPartition]) -> list[str]:
     return [f"{p.topic}[{p.partition}]" for p in partitions]
+
+
+def _tp(message: Message) -> TopicPartitionKey:
+    return (message.topic() or "", message.partition() or 0)
 
 
 def _inbound(message: Message) -> Inbound:
