@@ -27,8 +27,10 @@ SHORT = 3000
 PRIORITIES = (Priority.TRANSACTIONAL, Priority.BULK, Priority.CRITICAL)
 
 
-def run_mailstream(messages: int, sink_port: int, body_bytes: int) -> dict[str, Any]:
-    pipeline = Pipeline(smtp_port=sink_port, body_bytes=body_bytes)
+def run_mailstream(
+    messages: int, sink_port: int, body_bytes: int, settings: dict[str, str] | None = None
+) -> dict[str, Any]:
+    pipeline = Pipeline(smtp_port=sink_port, body_bytes=body_bytes, **(settings or {}))
     pipeline.provision()
     tag = f"tp{uuid.uuid4().hex[:6]}"
     published_at: dict[str, int] = {}
@@ -134,9 +136,11 @@ def plot(result: dict[str, Any], stem: Any) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = ["mailstream", "Postfix"]
-    rates = [result["mailstream"]["messages_per_s"], result["postfix"]["messages_per_s"]]
-    left.bar(names, rates, color=["#3b7dd8", "#999999"])
+    names, rates = ["mailstream"], [result["mailstream"]["messages_per_s"]]
+    if "postfix" in result:
+        names.append("Postfix")
+        rates.append(result["postfix"]["messages_per_s"])
+    left.bar(names, rates, color=["#3b7dd8", "#999999"][: len(names)])
     left.axhline(1000, color="red", linestyle="--", label="goal 1,000/s")
     left.set_ylabel("messages/s")
     left.set_title(f"{result['mailstream']['messages']} messages, 4 KB")
@@ -163,19 +167,38 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--short", action="store_true", help=f"{SHORT} messages")
     parser.add_argument("--body-bytes", type=int, default=4096)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MAILSTREAM_NAME=VALUE",
+        help="a service setting to try (repeatable); the run is kept as throughput-variant",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip Postfix (kept as throughput-variant)"
+    )
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
+    if bad := [k for k in settings if not k.startswith("MAILSTREAM_")]:
+        parser.error(f"--set takes MAILSTREAM_* settings only: {bad}")
     quiet_logs()
     messages = SHORT if args.short else args.messages
     with SmtpSink() as sink:
-        ours = run_mailstream(messages, sink.port, args.body_bytes)
-        theirs = run_postfix(messages, sink.port, args.body_bytes)
-    result = {
-        "mailstream": ours,
-        "postfix": theirs,
-        "ratio_mailstream_to_postfix": round(ours["messages_per_s"] / theirs["messages_per_s"], 3),
-        "goals": {"messages_per_s": 1000, "ratio_to_postfix": 1.0, "peak_rss_mb_per_service": 200},
+        ours = run_mailstream(messages, sink.port, args.body_bytes, settings)
+        theirs = None if args.no_reference else run_postfix(messages, sink.port, args.body_bytes)
+    result: dict[str, Any] = {"mailstream": ours, "settings": settings}
+    if theirs is not None:
+        result["postfix"] = theirs
+        result["ratio_mailstream_to_postfix"] = round(
+            ours["messages_per_s"] / theirs["messages_per_s"], 3
+        )
+    result["goals"] = {
+        "messages_per_s": 1000,
+        "ratio_to_postfix": 1.0,
+        "peak_rss_mb_per_service": 200,
     }
-    stem = emit("throughput", result, short=args.short)
+    variant = bool(settings) or args.no_reference
+    stem = emit("throughput-variant" if variant else "throughput", result, short=args.short)
     plot(result, stem)
 
 
