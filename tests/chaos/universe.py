@@ -239,6 +239,11 @@ def start_run(
     except BaseException:
         supervisor.stop()
         raise
+    return supervisor, collect_events(universe, serde)
+
+
+def collect_events(universe: Universe, serde: RecordSerde) -> TopicCollector:
+    """A started collector of the universe's public events."""
     events = TopicCollector(
         kafka=universe.settings.kafka,
         topics=[universe.topics.events],
@@ -246,7 +251,7 @@ def start_run(
         decode=lambda m: serde.decode(EmailEvent, m.value),
     )
     events.start()
-    return supervisor, events
+    return events
 
 
 @dataclass(frozen=True)

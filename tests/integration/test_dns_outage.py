@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 
 from services.client import EmailClient, Priority, new_request
-from services.common.avro.records import EmailEvent, EventType
+from services.common.avro.records import EventType
 from services.common.avro.serde import RecordSerde
 from services.common.config import CommonSettings
-from tests.chaos.universe import new_universe
+from tests.chaos.universe import collect_events, new_universe
 from tests.integration.harness import (
     RecordingSmtp,
     ServiceProcess,
-    TopicCollector,
     events_for,
     wait_until,
 )
@@ -106,13 +105,7 @@ def test_a_resolver_outage_makes_mail_wait_not_defer(
         for m in SERVICES
     }
     router = procs["services.router"]
-    events = TopicCollector(
-        kafka=universe.settings.kafka,
-        topics=[universe.topics.events],
-        group_id=f"events-{universe.tag}",
-        decode=lambda m: serde.decode(EmailEvent, m.value),
-    )
-    events.start()
+    events = collect_events(universe, serde)
     try:
         for proc in procs.values():
             proc.start()
