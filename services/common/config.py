@@ -77,6 +77,12 @@ class KafkaSettings(BaseModel):
     # flight on them is finished and committed before the revoke completes, for at most this
     # long; past it, what is left is fenced (it sends nothing more: the new owner redoes it).
     revoke_drain_timeout_s: float = 15.0
+    # A send already under way when a drain's time is up (on a revoke or at SIGTERM: past its
+    # last ownership check, its SMTP transaction begun) is waited for this much longer, so
+    # its 250 is recorded and committed before the partition's new owner looks; longer than
+    # the SMTP command timeout (60 s). Past it the process gives up on it, and that recipient
+    # may be sent twice.
+    started_send_grace_s: float = 75.0
     # A consumer whose heartbeats stop this long is taken out of its group (librdkafka's
     # session.timeout.ms).
     session_timeout_ms: int = 10_000

@@ -14,6 +14,8 @@ import idna
 
 from services.common.avro.records import MxHost
 from services.common.bounded import MISSING, BoundedMap
+from services.common.errors import Fenced
+from services.common.kafka import lease
 from services.common.metrics import (
     SMTP_CONNECTIONS,
     SMTP_RATE_LIMITED,
@@ -135,6 +137,12 @@ class SmtpPool:
             SMTP_RATE_WAIT_SECONDS.labels(provider).observe(max(wait, 0.0))
             if wait > 0:
                 await asyncio.sleep(wait)
+            try:
+                # The waits are over: still ours? Past this, a revoke lets the send finish.
+                lease.claim()
+            except Fenced:
+                self._shaper.give_back(destination)
+                raise
             try:
                 conn = await self._checkout(mx, path, provider)
             except TlsUnavailable as exc:

@@ -175,8 +175,10 @@ def test_defaults_one_hardened_deployment_per_service() -> None:
         assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
         assert main["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
         assert main["resources"]["requests"] == {"cpu": "250m", "memory": "192Mi"}
-        # Longer than the drain on SIGTERM (kafka.drain_timeout_s).
-        drain = CommonSettings.model_fields["kafka"].default_factory().drain_timeout_s  # type: ignore[misc]
+        # Longer than the drain on SIGTERM (kafka.drain_timeout_s); the sender's also lets a
+        # send under way finish (kafka.started_send_grace_s).
+        kafka = CommonSettings.model_fields["kafka"].default_factory()  # type: ignore[misc]
+        drain = kafka.drain_timeout_s + (kafka.started_send_grace_s if module == "sender" else 0)
         assert spec["terminationGracePeriodSeconds"] > drain
         assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
         assert main["envFrom"] == [{"configMapRef": {"name": "ms-mailstream-config"}}]

@@ -131,6 +131,7 @@ class LaneRunner:
         # its partition's generation is the one it began in.
         self._generation: dict[TopicPartitionKey, int] = {}
         self._by_partition: dict[TopicPartitionKey, set[asyncio.Task[bool]]] = {}
+        self._leases: dict[asyncio.Task[bool], lease.Lease] = {}  # of the tasks that began
         self._waiting = 0  # records waiting for the infrastructure now
         self._precedence = precedence
         if precedence is not None:
@@ -274,8 +275,12 @@ class LaneRunner:
             held = self._by_partition.setdefault(tp, set())
             held.add(task)
             task.add_done_callback(held.discard)
+            task.add_done_callback(self._forget_lease)
             if self._lane.key_ordered:
                 self._track_tail((*tp, inbound.key), task)
+
+    def _forget_lease(self, task: asyncio.Task[bool]) -> None:
+        self._leases.pop(task, None)
 
     def _hold_bytes(self, task: asyncio.Task[bool], size: int) -> None:
         self._bytes_in_flight += size
@@ -318,7 +323,9 @@ class LaneRunner:
                 if after.cancelled() or after.exception() is not None or not after.result():
                     return False
             generation = self._generation.get(tp, 0)
-            lease.hold(lambda: self._owns(tp, generation))
+            held = lease.hold(lambda: self._owns(tp, generation))
+            if (me := asyncio.current_task()) is not None:
+                self._leases[me] = held
             CONSUMED.labels(self._lane.name, inbound.topic).inc()
             began = time.monotonic()
             produced = await self._settle(tp, generation, inbound)
@@ -594,16 +601,12 @@ class LaneRunner:
         if loop is None or loop.is_closed():
             return
         timeout = self._settings.revoke_drain_timeout_s
-
-        async def drain() -> int:
-            held = [t for tp in tps for t in self._by_partition.get(tp, ())]
-            if held:
-                await asyncio.wait(held, timeout=timeout)
-            return sum(1 for t in held if not t.done())
-
+        held = [t for tp in tps for t in self._by_partition.get(tp, ())]
         began = time.monotonic()
         try:
-            left = asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 5)
+            left = asyncio.run_coroutine_threadsafe(self._finish(held, timeout, tps), loop).result(
+                timeout + self._settings.started_send_grace_s + 5
+            )
         except Exception as exc:  # the loop is closing: nothing more runs on it anyway
             log.warning("revoke_drain_failed", lane=self._lane.name, error=repr(exc))
             return
@@ -611,6 +614,33 @@ class LaneRunner:
             log.warning("revoke_drain_timed_out", lane=self._lane.name, fenced=left)
         elif time.monotonic() - began > 0.5:
             log.info("revoke_drained", lane=self._lane.name, seconds=time.monotonic() - began)
+
+    async def _finish(
+        self,
+        tasks: list[asyncio.Task[bool]],
+        timeout_s: float,
+        tps: list[TopicPartitionKey] | None = None,
+    ) -> int:
+        """Waits up to timeout_s for tasks to finish. Then ends the leases on tps (None: on
+        every partition), so that what has not begun its side effect never will, and waits
+        up to the started-send grace for those that have (lease.claim): their outcome is then
+        recorded and committable before the partition changes hands. Returns how many
+        tasks were left when the drain time was up."""
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        left = [t for t in tasks if not t.done()]
+        if not left:
+            return 0
+        for tp in list(self._generation) if tps is None else tps:
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+        started = [t for t in left if (h := self._leases.get(t)) is not None and h.claimed]
+        if started:
+            log.info("waiting_for_started_sends", lane=self._lane.name, sends=len(started))
+            await asyncio.wait(started, timeout=self._settings.started_send_grace_s)
+            if unfinished := sum(1 for t in started if not t.done()):
+                # Each may have reached the MX without its record: a possible duplicate.
+                log.error("started_sends_abandoned", lane=self._lane.name, sends=unfinished)
+        return len(left)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The group moved on without us (e.g. the session expired while the broker was away):
@@ -630,7 +660,7 @@ class LaneRunner:
     async def _shutdown(self) -> None:
         consumer = self._consumer
         if self._failure is None and self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self._settings.drain_timeout_s)
+            await self._finish(list(self._tasks), self._settings.drain_timeout_s)
         if self._failure is None and consumer is not None:
             await self._commit()
         for task in list(self._tasks):
