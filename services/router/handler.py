@@ -151,6 +151,13 @@ class Router:
 
     def _delay(self, task: DeliveryTask, due_ms: int, now: int) -> Output:
         tier = self.policy.tier_for_delay((due_ms - now) / 1000)
+        if task.attempt > 0:
+            why = "retry"
+        elif task.send_at is not None and task.not_before == task.send_at:
+            why = "scheduled"  # send_at ahead; a paced bulk task books its slot when due
+        else:
+            why = "paced"  # the tenant's bulk rate gave it a later slot (pacing.py)
+        log.info("delayed", why=why, wait_s=round((due_ms - now) / 1000, 1), tier_s=tier)
         return delayed_output(
             task=task, tier_s=tier, due_ms=due_ms, topics=self.topics, serde=self.serde
         )
@@ -280,9 +287,12 @@ class DelayedHandler:
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)
-        due = true_due(inbound)
-        if task.not_before is None or task.not_before < due:
-            task = dataclasses.replace(task, not_before=due)
-        if due <= self._router.clock.now_ms():
-            task = await self._pacing.when_due(task)
-        return await self._router.route(task)
+        with structlog.contextvars.bound_contextvars(
+            message_id=task.message_id, tenant_id=task.tenant_id, recipient=task.recipient
+        ):
+            due = true_due(inbound)
+            if task.not_before is None or task.not_before < due:
+                task = dataclasses.replace(task, not_before=due)
+            if due <= self._router.clock.now_ms():
+                task = await self._pacing.when_due(task)
+            return await self._router.route(task)
