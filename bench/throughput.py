@@ -162,6 +162,11 @@ def plot(result: dict[str, Any], stem: Any) -> None:
     fig.savefig(stem.with_suffix(".png"), dpi=100)
 
 
+# What --set may change in the services' environment: their settings, and the allocator and
+# interpreter knobs a memory lever is tried with (MALLOC_ARENA_MAX, PYTHONMALLOC, ...).
+SETTABLE = ("MAILSTREAM_", "MALLOC_", "PYTHON")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
@@ -171,7 +176,7 @@ def main() -> None:
         "--set",
         action="append",
         default=[],
-        metavar="MAILSTREAM_NAME=VALUE",
+        metavar="NAME=VALUE",
         help="a service setting to try (repeatable); the run is kept as throughput-variant",
     )
     parser.add_argument(
@@ -179,8 +184,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.set)
-    if bad := [k for k in settings if not k.startswith("MAILSTREAM_")]:
-        parser.error(f"--set takes MAILSTREAM_* settings only: {bad}")
+    if bad := [k for k in settings if not k.startswith(SETTABLE)]:
+        parser.error(f"--set takes {'/'.join(p + '*' for p in SETTABLE)} only: {bad}")
     quiet_logs()
     messages = SHORT if args.short else args.messages
     with SmtpSink() as sink:

@@ -170,6 +170,9 @@ class CommonSettings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     # The services' event loop: uvloop (libuv) by default, asyncio's own as the fallback.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # How often the process gives the memory it has freed back to the system (glibc's
+    # malloc_trim; services/common/memory.py); 0 never does.
+    memory_trim_interval_s: float = Field(default=5.0, ge=0)
     # The least severe level logged: debug, info, warning, error or critical.
     log_level: str = "info"
     # auto: JSON lines when standard error is not a terminal, readable lines when it is.

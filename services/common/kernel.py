@@ -23,6 +23,7 @@ from services.common.kafka.runner import Lane, run_lanes
 from services.common.kafka.settings import producer_config
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
+from services.common.memory import trim_memory
 from services.common.status import StatusEmitter
 
 log = get_logger(__name__)
@@ -147,6 +148,7 @@ def service_main(
             if kernel is None:
                 return
             watcher = asyncio.create_task(watch_readiness(kernel, health, stop))
+            trimmer = asyncio.create_task(trim_memory(settings.memory_trim_interval_s, stop))
             lanes = lanes_factory(kernel)
             # Everything built so far lives as long as the process: out of the collector's
             # sight, full collections (which land inside renders and sends) scan far less.
@@ -154,9 +156,10 @@ def service_main(
             try:
                 await run_kernel(kernel, lanes, stop, health=health)
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                for task in (watcher, trimmer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             await server.close()
 

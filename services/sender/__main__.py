@@ -1,7 +1,7 @@
 """python -m services.sender"""
 
 from services.common.kernel import service_main
-from services.sender.allocator import single_malloc_arena
+from services.common.memory import single_malloc_arena
 from services.sender.config import SenderSettings
 from services.sender.wiring import build_lanes
 
