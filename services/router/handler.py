@@ -19,13 +19,13 @@ from services.common.avro.records import (
 )
 from services.common.avro.serde import RecordSerde
 from services.common.clock import Clock
-from services.common.delay import delayed_output, true_due
+from services.common.delay import Retries, delayed_output, true_due
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.priority import Priority
 from services.common.reasons import Reason
-from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
+from services.common.schedule import RetryPolicy, expiry_reason
 from services.common.status import StatusEmitter
 from services.common.tenants import TenantDirectory
 from services.router.mime import build_mime, has_https_unsubscribe
@@ -63,6 +63,7 @@ class Router:
         self.planner = planner
         self.clock = clock
         self.policy = policy
+        self.retries = Retries(policy=policy, status=status, topics=topics, serde=serde)
         self.return_path_local = return_path_local
 
     async def route(self, task: DeliveryTask) -> list[Output]:
@@ -87,10 +88,10 @@ class Router:
             ]
         except DnsTemporaryFailure as exc:
             log.warning("dns_temporary_failure", recipient=task.recipient, error=str(exc))
-            return self._retry_later(task, now, reason=Reason.DNS_TEMPORARY_FAILURE)
+            return self.retries.failed(task, now, reason=Reason.DNS_TEMPORARY_FAILURE)
         except Unroutable as exc:
             log.warning("unroutable", reason=exc.reason, error=str(exc))
-            return self._retry_later(task, now, reason=exc.reason)
+            return self.retries.failed(task, now, reason=exc.reason)
         routed = dataclasses.replace(
             task,
             mx_hosts=plan.hosts,
@@ -105,48 +106,6 @@ class Router:
                 key=task.message_id.encode(),
                 value=self.serde.encode(routed),
             )
-        ]
-
-    def _retry_later(self, task: DeliveryTask, now: int, *, reason: Reason) -> list[Output]:
-        """A routing step that failed for now counts as an attempt like an SMTP one: the
-        next one backs off along the tiers, and its DEFERRED event has an id of its own."""
-        number = task.attempt + 1
-        nxt = next_attempt(
-            self.policy,
-            priority=task.priority,
-            attempt=number,
-            accepted_at=task.accepted_at,
-            expires_at=task.expires_at,
-            send_at=task.send_at,
-            now_ms=now,
-        )
-        if nxt is None:
-            return [
-                self.status.for_task(
-                    task,
-                    EventType.EXPIRED,
-                    now,
-                    attempt=number,
-                    reason=expiry_reason(task, self.policy),
-                )
-            ]
-        delayed = dataclasses.replace(task, attempt=number, mx_hosts=[], not_before=nxt.due_ms)
-        return [
-            self.status.for_task(
-                task,
-                EventType.DEFERRED,
-                now,
-                attempt=number,
-                reason=reason,
-                next_attempt_at=nxt.due_ms,
-            ),
-            delayed_output(
-                task=delayed,
-                tier_s=nxt.tier_s,
-                due_ms=nxt.due_ms,
-                topics=self.topics,
-                serde=self.serde,
-            ),
         ]
 
     def _delay(self, task: DeliveryTask, due_ms: int, now: int) -> Output:

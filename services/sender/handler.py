@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 
 import structlog
@@ -11,7 +10,7 @@ import structlog
 from services.common.avro.records import Bounce, DeliveryTask, EventType, SmtpReply
 from services.common.avro.serde import RecordSerde
 from services.common.clock import Clock
-from services.common.delay import delayed_output
+from services.common.delay import Retries
 from services.common.errors import TransientError
 from services.common.kafka import lease
 from services.common.kafka.records import Inbound, Output
@@ -20,7 +19,7 @@ from services.common.logging import get_logger
 from services.common.metrics import ACCEPTED_TO_DELIVERED, SMTP_OUTCOMES
 from services.common.reasons import Reason
 from services.common.retry import Backoff
-from services.common.schedule import RetryPolicy, expiry_reason, next_attempt
+from services.common.schedule import RetryPolicy
 from services.common.status import StatusEmitter
 from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.dkim import DkimSigner
@@ -55,7 +54,7 @@ class SenderHandler:
         self._pool = pool
         self._ledger = ledger
         self._clock = clock
-        self._policy = policy
+        self._retries = Retries(policy=policy, status=status, topics=topics, serde=serde)
         self._keyring = keyring
         self._egress = egress
         # Tasks being delivered now, by (tenant, message, recipient). A redelivered copy of a
@@ -111,12 +110,8 @@ class SenderHandler:
         if unusable is not None:
             # Sending now would send it unsigned, or signed by fewer keys than configured.
             log.warning("dkim_key_unavailable", domain=task.sender_domain, detail=unusable)
-            return self._defer(
-                task,
-                self._clock.now_ms(),
-                number=task.attempt + 1,
-                reason=Reason.DKIM_KEY_UNAVAILABLE,
-            )
+            now = self._clock.now_ms()
+            return self._retries.failed(task, now, reason=Reason.DKIM_KEY_UNAVAILABLE)
         attempt = await self._attempt(task, signer)
         now = self._clock.now_ms()
         number = task.attempt + 1
@@ -164,69 +159,13 @@ class SenderHandler:
                     bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
                 )
             ]
-        return self._defer(
+        return self._retries.failed(
             task,
             now,
-            number=number,
             reason=Reason(verdict.category),
             smtp=reply,
             retry_after_s=verdict.retry_after_s,
         )
-
-    def _defer(
-        self,
-        task: DeliveryTask,
-        now: int,
-        *,
-        number: int,
-        reason: Reason,
-        smtp: SmtpReply | None = None,
-        retry_after_s: int | None = None,
-    ) -> list[Output]:
-        """Attempt `number` failed for now: DEFERRED and the task on a delay topic, or
-        EXPIRED when the next attempt would come too late."""
-        nxt = next_attempt(
-            self._policy,
-            priority=task.priority,
-            attempt=number,
-            accepted_at=task.accepted_at,
-            expires_at=task.expires_at,
-            send_at=task.send_at,
-            now_ms=now,
-            retry_after_s=retry_after_s,
-        )
-        if nxt is None:
-            log.info("expired_after_deferral", attempt=number, reason=reason)
-            return [
-                self._status.for_task(
-                    task,
-                    EventType.EXPIRED,
-                    now,
-                    attempt=number,
-                    smtp=smtp,
-                    reason=expiry_reason(task, self._policy),
-                )
-            ]
-        log.info("delivery_deferred", attempt=number, reason=reason, next_attempt_at=nxt.due_ms)
-        retry = dataclasses.replace(task, attempt=number, not_before=nxt.due_ms, mx_hosts=[])
-        return [
-            self._status.for_task(
-                task,
-                EventType.DEFERRED,
-                now,
-                attempt=number,
-                smtp=smtp,
-                reason=reason,
-                next_attempt_at=nxt.due_ms,
-            ),
-            delayed_output(
-                task=retry,
-                tier_s=nxt.tier_s,
-                due_ms=nxt.due_ms,
-                topics=self._topics,
-                serde=self._serde,
-            ),
-        ]
 
     async def _record(self, task: DeliveryTask, delivery: Delivery) -> None:
         """Writes the 250 to the ledger, retrying until it lands: once the MX has the message,
