@@ -195,7 +195,11 @@ def test_attachments_parse_back_to_their_names_types_and_bytes(
         (p.get_filename(), p.get_content_type(), p.get_payload(decode=True))
         for p in msg.iter_attachments()
     ]
-    assert found == [(name, kind.split(";")[0], content) for name, kind, content in attachments]
+    # The email package drops white space around a filename, quoted or RFC 2231 encoded
+    # alike; the writer keeps the name as given (test_a_filename_is_written_as_given).
+    assert found == [
+        (name.strip(), kind.split(";")[0], content) for name, kind, content in attachments
+    ]
     expected = {k: _lines(v) for k, v in (("plain", text), ("html", html)) if v is not None}
     texts = {
         p.get_content_subtype(): p.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
@@ -253,3 +257,14 @@ def test_a_line_break_never_becomes_a_header_line() -> None:
         with pytest.raises(ValueError, match="line break"):
             build_mime(request, subject=subject, text="t", html=None, accepted_at=0,
                        recipients=["bob@example.org"])  # fmt: skip
+
+
+def test_a_filename_is_written_as_given() -> None:
+    from services.common.avro.records import Attachment
+
+    names = {" a ": b'filename=" a "', "\u00e9 ": b"filename*=utf-8''%C3%A9%20"}
+    for name, written in names.items():
+        request = replace(BASE, attachments=[Attachment(name, "application/pdf", b"")])
+        raw = build_mime(request, subject="s", text=None, html=None, accepted_at=0,
+                         recipients=["bob@example.org"])  # fmt: skip
+        assert b"Content-Disposition: attachment; " + written + b"\r\n" in raw
