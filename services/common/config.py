@@ -61,6 +61,11 @@ class KafkaSettings(BaseModel):
     consume_batch: int = 200
     # What each consumer may prefetch and hold in memory beyond what it has taken.
     prefetch_kbytes: int = 4096
+    # The most a consumer asks the broker for per partition in one fetch, compressed. A fetch
+    # lands whole in the prefetch queue, past the bound above, and lz4 batches of templated
+    # mail inflate many times over: at librdkafka's 1 MB, librdkafka's statistics counted up
+    # to 126 MB in one sender consumer's queue (28 MB at 64 KB; bench/README.md).
+    fetch_partition_kbytes: int = Field(default=64, ge=1)
     # How often a lane commits the offsets of what it has finished.
     commit_interval_s: float = 1.0
     # On SIGTERM, how long a lane may take to finish, flush and commit what it has in flight.

@@ -52,6 +52,9 @@ def consumer_config(s: KafkaSettings, *, group_id: str) -> dict[str, Any]:
         # a busier, more urgent one filled that with 9 KB delivery tasks (the sender's peak
         # RSS rose from 154 to 236 MB in a 50,000-message run). A few MB keep it fed.
         "queued.max.messages.kbytes": s.prefetch_kbytes,
+        # ...and a fetch adds to the queue whole, decompressed, even when it passes that
+        # bound: what one may bring is the lever (a larger first batch still comes whole).
+        "max.partition.fetch.bytes": s.fetch_partition_kbytes * 1024,
         "enable.partition.eof": False,
         # librdkafka 2.16 can lose the metadata request a group join waits for (when the
         # bootstrap connection is replaced by the broker's own just then, as on a start while
