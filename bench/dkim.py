@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from bench.common import emit, quiet_logs
-from services.sender.dkim import DkimKey, DkimSigner
+from services.mail.dkim import DkimKey, DkimSigner
 
 DOMAIN = "bench.mailstream.test"
 CORE = 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.sender.dkim import load_key
+from services.mail.dkim import load_key
 
 if TYPE_CHECKING:
     from services.cli.tenants import TenantSpec

@@ -19,8 +19,8 @@ from services.common.avro.records import TemplateRef
 from services.common.cassandra.session import AsyncSession
 from services.common.errors import ConfigError
 from services.common.lifecycle import validation_problems
-from services.router.render import Rendered, RenderError, RenderLimits, check_syntax
-from services.router.templates import (
+from services.mail.render import Rendered, RenderError, RenderLimits, check_syntax
+from services.mail.templates import (
     LOCALE_PATTERN,
     StoredTemplate,
     TemplateStore,

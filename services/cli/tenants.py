@@ -16,8 +16,8 @@ from services.cli.output import table
 from services.common.errors import ConfigError
 from services.common.lifecycle import validation_problems
 from services.common.routing import TenantRouting
+from services.mail.dkim import load_key
 from services.router.config import RouterOptions
-from services.sender.dkim import load_key
 
 
 class DkimKey(BaseModel):

@@ -28,17 +28,17 @@ from services.common.reasons import Reason
 from services.common.schedule import RetryPolicy, expiry_reason
 from services.common.status import StatusEmitter
 from services.common.tenants import TenantDirectory
-from services.router.mime import build_mime, has_https_unsubscribe
-from services.router.mx import DnsTemporaryFailure, NoRoute
-from services.router.pacing import BulkPacing
-from services.router.policy import RoutePlanner, Unroutable
-from services.router.render import (
+from services.mail.render import (
     Rendered,
     RenderError,
     RenderLimits,
     render,
 )
-from services.router.templates import TemplateStore
+from services.mail.templates import TemplateStore
+from services.router.mime import build_mime, has_https_unsubscribe
+from services.router.mx import DnsTemporaryFailure, NoRoute
+from services.router.pacing import BulkPacing
+from services.router.policy import RoutePlanner, Unroutable
 
 log = get_logger(__name__)
 

@@ -8,14 +8,14 @@ from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES, Priority
 from services.common.schedule import RetryPolicy
 from services.common.tenants import TenantDirectory
+from services.mail.render import RenderLimits
+from services.mail.templates import TemplateStore
 from services.router.config import RouterSettings
 from services.router.handler import AcceptedHandler, DelayedHandler, Router
 from services.router.mta_sts import MtaStsResolver
 from services.router.mx import MxResolver
 from services.router.pacing import BulkPacing, Pacer
 from services.router.policy import RoutePlanner
-from services.router.render import RenderLimits
-from services.router.templates import TemplateStore
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:

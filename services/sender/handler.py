@@ -21,8 +21,8 @@ from services.common.reasons import Reason
 from services.common.retry import Backoff
 from services.common.schedule import RetryPolicy
 from services.common.status import StatusEmitter
+from services.mail.dkim import DkimSigner
 from services.sender.deliveries import Delivery, DeliveryLedger
-from services.sender.dkim import DkimSigner
 from services.sender.egress import Egress, UnknownRoute
 from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code

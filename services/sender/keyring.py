@@ -9,7 +9,7 @@ from pathlib import Path
 from services.common.cassandra.session import AsyncSession
 from services.common.logging import get_logger
 from services.common.metrics import DKIM_KEYS_UNUSABLE
-from services.sender.dkim import DkimKey, DkimSigner, load_key
+from services.mail.dkim import DkimKey, DkimSigner, load_key
 
 log = get_logger(__name__)
 

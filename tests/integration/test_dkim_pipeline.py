@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from services.cli.tenants import read_tenants_file
 from services.client import EmailClient, new_request
 from services.common.avro.records import EventType
-from services.sender.dkim import load_key
+from services.mail.dkim import load_key
 from tests.integration.dkim_dns import Dnsmasq, go_dkim_verify, mail_dkim_verify
 from tests.integration.harness import RecordingSmtp, TopicCollector, events_for, mailstream
 

@@ -16,8 +16,8 @@ import dns.resolver
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from services.sender import dkim as sender_dkim
-from services.sender.dkim import DkimKey, DkimSigner
+from services.mail import dkim as sender_dkim
+from services.mail.dkim import DkimKey, DkimSigner
 from tests.integration.dkim_dns import (
     Dnsmasq,
     MailDkimResult,

@@ -11,7 +11,7 @@ import pytest
 from services.common.avro.records import TemplateRef
 from services.common.cassandra.session import AsyncSession, connect
 from services.common.config import CommonSettings
-from services.router.templates import StoredTemplate, TemplateStore
+from services.mail.templates import StoredTemplate, TemplateStore
 from tests.integration.harness import mailstream
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ import pytest
 
 from services.common.avro.records import MxHost, TemplateRef
 from services.common.tenants import TenantDirectory
+from services.mail.templates import TemplateStore
 from services.router.config import DnsSettings, MtaStsSettings
 from services.router.mta_sts import MtaStsResolver, PolicyError
 from services.router.mx import MxResolver, MxRoute, NoRoute
 from services.router.pacing import Pacer
-from services.router.templates import TemplateStore
 
 N = 1_000  # distinct keys fed: ten times each bound below
 MAX = 100

@@ -17,7 +17,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.sender.dkim import (
+from services.mail.dkim import (
     DkimKey,
     DkimSigner,
     load_key,

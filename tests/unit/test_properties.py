@@ -21,8 +21,8 @@ from services.common.errors import UndecodableRecord
 from services.common.header_text import unsafe_text
 from services.common.tenants import Tenant
 from services.ingest.validation import validate
+from services.mail.render import _spec_width
 from services.router.mime import build_mime
-from services.router.render import _spec_width
 
 SERDE = RecordSerde(codec=AvroCodec(registry=SchemaRegistry(schemas_dir=REPO_ROOT / "schemas")))
 HEADER = SERDE.encode(

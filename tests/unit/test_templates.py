@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from services.common.avro.records import TemplateRef
-from services.router.render import RenderError, RenderLimits, render
-from services.router.templates import (
+from services.mail.render import RenderError, RenderLimits, render
+from services.mail.templates import (
     StoredTemplate,
     TemplateStore,
     canonical_locale,
@@ -311,7 +311,7 @@ def test_render_ref_not_found() -> None:
 def test_out_of_time_once_is_tried_again_twice_is_render_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import services.router.render as render_module
+    import services.mail.render as render_module
 
     real = render_module._render_once
     calls: list[int] = []

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from services.cli.dns_records import TXT_CHUNK, txt_strings
 from services.cli.main import cli
 from services.common.errors import ConfigError
-from services.sender.dkim import DkimSigner, load_key
+from services.mail.dkim import DkimSigner, load_key
 
 RECORD = re.compile(r"^(\S+)\. (TXT|MX|PTR|A|AAAA) (.*)$")
 QUOTED = re.compile(r'"([^"]*)"')

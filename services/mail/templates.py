@@ -15,7 +15,7 @@ from services.common.bounded import MISSING, BoundedMap
 from services.common.cassandra.session import AsyncSession
 from services.common.reasons import Reason
 from services.common.tenants import MAX_KEY_OCTETS
-from services.router.render import (
+from services.mail.render import (
     Rendered,
     RenderError,
     RenderLimits,
