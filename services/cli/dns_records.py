@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from services.mail.dkim import load_key
 
 if TYPE_CHECKING:
-    from services.cli.tenants import TenantSpec
+    from services.common.tenants import TenantSpec
 
 TXT_CHUNK = 255  # RFC 1035: one character-string of a TXT record holds at most 255 octets
 # Stand-ins for what only the deployment knows, when the command is not told.

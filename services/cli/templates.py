@@ -19,6 +19,7 @@ from services.common.avro.records import TemplateRef
 from services.common.cassandra.session import AsyncSession
 from services.common.errors import ConfigError
 from services.common.lifecycle import validation_problems
+from services.common.tenants import TenantTable
 from services.mail.render import Rendered, RenderError, RenderLimits, check_syntax
 from services.mail.templates import (
     LOCALE_PATTERN,
@@ -202,7 +203,7 @@ def templates() -> None:
 def apply(path: Path) -> None:
     spec = read_templates_file(path)
     with keyspace_session() as session:
-        known = {row.tenant_id for row in session.execute("SELECT tenant_id FROM tenants")}
+        known = set(TenantTable(session).stored())
         unknown = sorted({t.tenant for t in spec.templates} - known)
         if unknown:
             raise ConfigError(f"{path}: unknown tenants: {', '.join(unknown)}")

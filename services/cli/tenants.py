@@ -2,52 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import click
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.cli import dns_records
 from services.cli.keyspace import keyspace_session
 from services.cli.output import table
 from services.common.errors import ConfigError
 from services.common.lifecycle import validation_problems
-from services.common.routing import TenantRouting
+from services.common.tenants import TenantSpec, TenantTable
 from services.mail.dkim import load_key
 from services.router.config import RouterOptions
 
-
-class DkimKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    selector: str
-    algorithm: str = Field(pattern="^(rsa-sha256|ed25519-sha256)$")
-    private_key_file: str
-
-
 # What `tenants apply` does to each tenant, one line each.
 ADDED, CHANGED, UNCHANGED, REMOVED = "added", "changed", "unchanged", "removed"
-
-_DOMAIN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
-
-
-class SenderDomain(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    domain: str = Field(pattern=_DOMAIN)
-    dkim: list[DkimKey] = Field(default_factory=list)
-
-
-class TenantSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    sender_domains: list[SenderDomain]
-    limits: dict[str, float] = Field(default_factory=dict)
-    # Routes by priority (egress pool or smarthost, defined in MAILSTREAM_ROUTING__*).
-    routing: TenantRouting = Field(default_factory=TenantRouting)
-    # Envelope sender domain, e.g. bounces.acme.example (default: the From domain).
-    return_path_domain: str | None = Field(default=None, pattern=_DOMAIN)
 
 
 class TenantsFile(BaseModel):
@@ -87,12 +59,6 @@ def read_tenants_file(path: Path, *, check_keys: bool = True) -> TenantsFile:
     return spec
 
 
-def stored_row(tenant: TenantSpec) -> tuple[frozenset[str], str]:
-    """What the tenants table keeps of a spec: its sender domains and the spec as JSON."""
-    domains = frozenset(d.domain for d in tenant.sender_domains)
-    return domains, json.dumps(tenant.model_dump(), sort_keys=True)
-
-
 def plan(
     stored: Mapping[str, tuple[frozenset[str], str]], spec: TenantsFile, *, prune: bool
 ) -> list[tuple[str, str]]:
@@ -101,7 +67,7 @@ def plan(
     changes = []
     for tenant in spec.tenants:
         row = stored.get(tenant.id)
-        change = ADDED if row is None else UNCHANGED if row == stored_row(tenant) else CHANGED
+        change = ADDED if row is None else UNCHANGED if row == tenant.stored_row() else CHANGED
         changes.append((change, tenant.id))
     wanted = {t.id for t in spec.tenants}
     missing = sorted(set(stored) - wanted)
@@ -131,8 +97,8 @@ def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
     spec = read_tenants_file(path, check_keys=not no_key_check)
     by_id = {t.id: t for t in spec.tenants}
     with keyspace_session() as session:
-        rows = session.execute("SELECT tenant_id, sender_domains, spec_json FROM tenants")
-        stored = {r.tenant_id: (frozenset(r.sender_domains or ()), r.spec_json) for r in rows}
+        tenants_table = TenantTable(session)
+        stored = tenants_table.stored()
         for change, tenant_id in plan(stored, spec, prune=prune):
             stray = change == UNCHANGED and tenant_id not in by_id
             note = "  (not in the file: --prune removes it)" if stray else ""
@@ -140,14 +106,9 @@ def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
             if dry_run:
                 continue
             if change in (ADDED, CHANGED):
-                domains, spec_json = stored_row(by_id[tenant_id])
-                session.execute(
-                    "INSERT INTO tenants (tenant_id, sender_domains, spec_json, updated_at)"
-                    " VALUES (%s, %s, %s, toTimestamp(now()))",
-                    (tenant_id, set(domains), spec_json),
-                )
+                tenants_table.put(by_id[tenant_id])
             elif change == REMOVED:
-                session.execute("DELETE FROM tenants WHERE tenant_id = %s", (tenant_id,))
+                tenants_table.delete(tenant_id)
     if dry_run:
         click.echo("dry run: nothing written")
 
@@ -155,8 +116,8 @@ def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
 @tenants.command(name="list", help="List stored tenants.")
 def list_tenants() -> None:
     with keyspace_session() as session:
-        rows = session.execute("SELECT tenant_id, sender_domains FROM tenants")
-        shown = sorted((r.tenant_id, ", ".join(sorted(r.sender_domains or []))) for r in rows)
+        stored = TenantTable(session).stored()
+        shown = sorted((t, ", ".join(sorted(domains))) for t, (domains, _) in stored.items())
     table(["TENANT", "SENDER DOMAINS"], shown)
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from services.common.priority import Priority
+from services.common.spec import SpecModel
 
 
 class EgressPool(BaseModel):
@@ -50,7 +51,7 @@ class RoutingSettings(BaseModel):
     default_egress_pool: str | None = None
 
 
-class RouteSpec(BaseModel):
+class RouteSpec(SpecModel):
     """One route of the tenants file: exactly one of egress_pool or smarthost."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -64,7 +65,7 @@ class RouteSpec(BaseModel):
         return self
 
 
-class TenantRouting(BaseModel):
+class TenantRouting(SpecModel):
     """The tenants file's `routing:` a route per priority, `default` for the others."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast, get_args
 
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,7 +25,9 @@ from dkim.canonicalization import (
     strip_trailing_lines,
 )
 
-Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
+from services.common.tenants import DkimAlgorithm
+
+Algorithm = DkimAlgorithm
 PrivateKey = RSAPrivateKey | Ed25519PrivateKey
 
 # Signed when present, in this order; From is signed once more than it occurs (over-signing),
@@ -87,7 +89,7 @@ class DkimKey:
 
 def parse_key(data: bytes, *, selector: str, algorithm: str) -> DkimKey:
     """Parse PEM (PKCS#1 or PKCS#8) or, for Ed25519, dknewkey's base64 32-byte seed."""
-    if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+    if algorithm not in get_args(DkimAlgorithm):
         raise ValueError(f"unsupported DKIM algorithm {algorithm!r}")
     private_key: object
     if data.lstrip().startswith(b"-----BEGIN"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from services.common.cassandra.session import AsyncSession
 from services.common.logging import get_logger
 from services.common.metrics import DKIM_KEYS_UNUSABLE
+from services.common.tenants import DkimKeyFile, TenantSpec, stored_specs
 from services.mail.dkim import DkimKey, DkimSigner, load_key
 
 log = get_logger(__name__)
@@ -42,8 +42,7 @@ class DkimKeyring:
         age = time.monotonic() - self._loaded_at
         doubtful = domain is not None and self.unusable(domain) is not None
         if age >= self._refresh_s or (doubtful and age >= _RECHECK_S):
-            rows = await self._session.execute("SELECT spec_json FROM tenants")
-            self._signer = DkimSigner(keys=self._keys([row.spec_json for row in rows]))
+            self._signer = DkimSigner(keys=self._keys(await stored_specs(self._session)))
             self._loaded_at = time.monotonic()
         return self._signer
 
@@ -56,21 +55,21 @@ class DkimKeyring:
         failed = self._unusable.get(domain)
         return f"DKIM keys of {domain} not loaded: {', '.join(failed)}" if failed else None
 
-    def _keys(self, specs: list[str | None]) -> dict[str, list[DkimKey]]:
+    def _keys(self, specs: list[TenantSpec]) -> dict[str, list[DkimKey]]:
         keys: dict[str, list[DkimKey]] = {}
         parsed: dict[tuple[str, float, str, str], DkimKey] = {}
         domains: set[str] = set()
         unusable: dict[str, list[str]] = {}
         for spec in specs:
-            for domain in json.loads(spec or "{}").get("sender_domains", []):
-                name = domain["domain"].lower()
+            for domain in spec.sender_domains:
+                name = domain.domain.lower()
                 domains.add(name)
-                for entry in domain.get("dkim", []):
+                for entry in domain.dkim:
                     key = self._load(entry, parsed)
                     if key is not None:
                         keys.setdefault(name, []).append(key)
                     else:
-                        unusable.setdefault(name, []).append(str(entry.get("selector")))
+                        unusable.setdefault(name, []).append(entry.selector)
         self._parsed = parsed
         for gone in set(self._unusable) - set(unusable):
             DKIM_KEYS_UNUSABLE.labels(gone).set(0)
@@ -80,24 +79,24 @@ class DkimKeyring:
         return keys
 
     def _load(
-        self, entry: dict[str, str], parsed: dict[tuple[str, float, str, str], DkimKey]
+        self, entry: DkimKeyFile, parsed: dict[tuple[str, float, str, str], DkimKey]
     ) -> DkimKey | None:
         """The entry's key, from this refresh's keys, else the last one's, else the file."""
-        path = Path(entry.get("private_key_file", ""))
+        path = Path(entry.private_key_file)
         try:
-            cache_key = (str(path), path.stat().st_mtime, entry["selector"], entry["algorithm"])
+            cache_key = (str(path), path.stat().st_mtime, entry.selector, entry.algorithm)
             key = parsed.get(cache_key)
             if key is None:
                 key = self._parsed.get(cache_key)
             if key is None:
-                key = load_key(path, selector=entry["selector"], algorithm=entry["algorithm"])
+                key = load_key(path, selector=entry.selector, algorithm=entry.algorithm)
             parsed[cache_key] = key
             return key
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError) as exc:
             log.error(
                 "dkim_key_unusable",
                 path=str(path),
-                selector=entry.get("selector"),
+                selector=entry.selector,
                 error_class=type(exc).__name__,
             )
             return None

@@ -264,7 +264,7 @@ class Specs:
 
 def _spec(domain: str, path: Path) -> dict[str, Any]:
     entry = {"selector": "s1", "algorithm": "ed25519-sha256", "private_key_file": str(path)}
-    return {"sender_domains": [{"domain": domain, "dkim": [entry]}]}
+    return {"id": domain.split(".")[0], "sender_domains": [{"domain": domain, "dkim": [entry]}]}
 
 
 async def test_parsed_keys_are_those_the_latest_specs_name(

@@ -27,7 +27,6 @@ NOT_REASONS = {
     ("services/sender/outcome.py", "tls"),
     ("services/sender/outcome.py", "authentication"),
     ("services/cli/suppressions.py", "expired"),  # the state column of a lapsed suppression
-    ("services/common/tenants.py", "routing"),  # the tenant spec's routing section
     ("services/sender/shaping.py", "other"),  # the catch-all provider class
 }
 # A string a reason code would look like, where the code's context says a reason belongs.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.tenants import TenantsFile, plan, read_tenants_file, stored_row
+from services.cli.tenants import TenantsFile, plan, read_tenants_file
 from services.common.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ def test_added_changed_unchanged_in_file_order_then_those_the_file_lacks() -> No
         {"id": "edited", "sender_domains": [{"domain": "edited.example"}]},
         {"id": "stray", "sender_domains": [{"domain": "stray.example"}]},
     )
-    stored = {t.id: stored_row(t) for t in old.tenants}
+    stored = {t.id: t.stored_row() for t in old.tenants}
     new = spec(
         {"id": "edited", "sender_domains": [{"domain": "edited.example"}], "limits": {"x": 1}},
         {"id": "fresh", "sender_domains": [{"domain": "fresh.example"}]},
@@ -39,7 +39,7 @@ def test_added_changed_unchanged_in_file_order_then_those_the_file_lacks() -> No
 def test_a_changed_sender_domain_is_a_change() -> None:
     before = spec({"id": "a", "sender_domains": [{"domain": "a.example"}]})
     after = spec({"id": "a", "sender_domains": [{"domain": "b.example"}]})
-    stored = {"a": stored_row(before.tenants[0])}
+    stored = {"a": before.tenants[0].stored_row()}
     assert plan(stored, after, prune=False) == [("changed", "a")]
 
 
