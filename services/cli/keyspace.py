@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from cassandra.cluster import Session
-
 from services.cli.settings import load
-from services.common.cassandra.session import connect
+from services.common.cassandra.session import AsyncSession, connect
 from services.common.errors import ConfigError, KeyspaceMissing
 
 
 @contextmanager
-def keyspace_session() -> Iterator[Session]:
-    """ConfigError, one line, when the keyspace is missing: a service waits for the migrate
+def keyspace_session() -> Iterator[AsyncSession]:
+    """The session the table owners take (services/common, services/mail), for commands that
+    await them with asyncio.run. Each statement runs once: an operator's command reports a
+    failure at once instead of retrying, and its one LWT (a template version's claim) is never
+    retried into a claim it cannot tell from a rival's.
+
+    ConfigError, one line, when the keyspace is missing: a service waits for the migrate
     job, an operator's command has nothing to wait for."""
     settings = load().cassandra
     try:
@@ -22,6 +25,6 @@ def keyspace_session() -> Iterator[Session]:
     except KeyspaceMissing as exc:
         raise ConfigError(str(exc)) from None
     try:
-        yield session
+        yield AsyncSession(session=session, attempts=1)
     finally:
         cluster.shutdown()

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from services.cli.keyspace import keyspace_session
 from services.cli.output import table
-from services.common.cassandra.retention import ttl_until
-from services.common.cassandra.session import ms_from_cql
 from services.common.reasons import Reason
+from services.common.suppressions import Suppress, SuppressionTable, epoch_ms
 
 
 def _address(value: str) -> str:
@@ -23,8 +23,10 @@ def _address(value: str) -> str:
     return address
 
 
-def _fmt(ts: dt.datetime | None) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "never"
+def _fmt(at_ms: int | None) -> str:
+    if at_ms is None:
+        return "never"
+    return dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @click.group(help="A tenant's suppression list: addresses mailstream will not send to.")
@@ -39,23 +41,22 @@ _tenant = click.option("--tenant", required=True, help="The tenant whose list th
 @_tenant
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 def list_(tenant: str, limit: int) -> None:
-    with keyspace_session() as session:
-        rows: list[Any] = list(
-            session.execute(
-                "SELECT address, reason, created_at, expires_at FROM suppressions"
-                " WHERE tenant_id = %s LIMIT %s",
-                (tenant, limit),
-            )
-        )
+    with suppression_table() as listing:
+        rows = asyncio.run(listing.listed(tenant, limit=limit))
     if not rows:
         click.echo(f"no suppressions for tenant {tenant}")
         return
-    now_ms = time.time_ns() // 1_000_000
-    shown = []
-    for r in rows:
-        lapsed = r.expires_at is not None and ms_from_cql(r.expires_at) <= now_ms
-        state = "expired" if lapsed else "active"
-        shown.append((r.address, r.reason, _fmt(r.created_at), _fmt(r.expires_at), state))
+    now = epoch_ms()
+    shown = [
+        (
+            r.address,
+            r.reason,
+            _fmt(r.created_at),
+            _fmt(r.expires_at),
+            "active" if r.active(now) else "expired",
+        )
+        for r in rows
+    ]
     table(["ADDRESS", "REASON", "CREATED", "EXPIRES", "STATE"], shown)
 
 
@@ -73,17 +74,13 @@ def list_(tenant: str, limit: int) -> None:
 )
 def add(tenant: str, address: str, reason: str, expires_in: float | None) -> None:
     normalized = _address(address)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    expires = now + dt.timedelta(days=expires_in) if expires_in is not None else None
-    now_ms = time.time_ns() // 1_000_000
-    lapses = now_ms + int(expires_in * 86_400_000) if expires_in is not None else None
-    ttl = ttl_until(lapses, now_ms)
-    with keyspace_session() as session:
-        session.execute(
-            "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
-            " VALUES (%s, %s, %s, %s, %s) USING TTL %s",
-            (tenant, normalized, reason, now, expires, ttl),
-        )
+    now = epoch_ms()
+    expires = now + int(expires_in * 86_400_000) if expires_in is not None else None
+    entry = Suppress(
+        tenant_id=tenant, address=normalized, reason=reason, created_at=now, expires_at=expires
+    )
+    with suppression_table() as listing:
+        asyncio.run(listing.put(entry))
     click.echo(f"suppressed {normalized} for {tenant} (reason {reason}, expires {_fmt(expires)})")
 
 
@@ -92,22 +89,14 @@ def add(tenant: str, address: str, reason: str, expires_in: float | None) -> Non
 @click.argument("address")
 def remove(tenant: str, address: str) -> None:
     normalized = _address(address)
-    with keyspace_session() as session:
-        found = list(
-            session.execute(
-                "SELECT address FROM suppressions WHERE tenant_id = %s AND address = %s",
-                (tenant, normalized),
-            )
-        )
-        if not found:
+    with suppression_table() as listing:
+        if asyncio.run(listing.get(tenant, normalized)) is None:
             raise click.ClickException(f"{normalized} is not suppressed for tenant {tenant}")
-        session.execute(
-            "DELETE FROM suppressions WHERE tenant_id = %s AND address = %s",
-            (tenant, normalized),
-        )
-        # Soft bounces counted so far would otherwise suppress it again at the next one.
-        session.execute(
-            "DELETE FROM soft_bounces WHERE tenant_id = %s AND address = %s",
-            (tenant, normalized),
-        )
+        asyncio.run(listing.remove(tenant, normalized))
     click.echo(f"removed {normalized} from the suppression list of {tenant}")
+
+
+@contextmanager
+def suppression_table() -> Iterator[SuppressionTable]:
+    with keyspace_session() as session:
+        yield SuppressionTable(session=session)

@@ -6,11 +6,9 @@ import asyncio
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import click
 import yaml
-from cassandra.cluster import Session
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.cli.keyspace import keyspace_session
@@ -24,9 +22,10 @@ from services.mail.render import Rendered, RenderError, RenderLimits, check_synt
 from services.mail.templates import (
     LOCALE_PATTERN,
     StoredTemplate,
+    TemplateContent,
     TemplateStore,
+    TemplateTable,
     canonical_locale,
-    content_hash,
     render_ref,
 )
 
@@ -60,11 +59,18 @@ class TemplateSpec(BaseModel):
     def label(self) -> str:
         return f"{self.tenant}/{self.name} [{self.locale}]"
 
+    def content(self) -> TemplateContent:
+        return TemplateContent(
+            locale=self.locale,
+            subject=self.subject,
+            text=self.text,
+            html=self.html,
+            required=tuple(self.required),
+        )
+
     @property
     def content_hash(self) -> str:
-        return content_hash(
-            subject=self.subject, text=self.text, html=self.html, required=self.required
-        )
+        return self.content().content_hash
 
 
 class TemplatesFile(BaseModel):
@@ -111,28 +117,12 @@ def _grouped(spec: TemplatesFile) -> dict[tuple[str, str], list[TemplateSpec]]:
     return groups
 
 
-def _current(session: Session, tenant: str, name: str) -> tuple[Any, dict[str, tuple[int, str]]]:
-    """The latest version row (or None) and, per locale, its newest (version, content hash)."""
-    heads = list(
-        session.execute(
-            "SELECT version, default_locale, locales FROM template_versions"
-            " WHERE tenant_id = %s AND name = %s LIMIT 1",
-            (tenant, name),
-        )
-    )
-    stored: dict[str, tuple[int, str]] = {}
-    for row in session.execute(
-        "SELECT locale, version, content_hash FROM templates WHERE tenant_id = %s AND name = %s",
-        (tenant, name),
-    ):
-        stored.setdefault(row.locale, (row.version, row.content_hash))
-    return (heads[0] if heads else None), stored
-
-
-def _apply_one(session: Session, tenant: str, name: str, entries: list[TemplateSpec]) -> None:
+async def _apply_one(
+    templates_table: TemplateTable, tenant: str, name: str, entries: list[TemplateSpec]
+) -> None:
     default_locale = entries[0].default_locale
     for _ in range(_CLAIM_ATTEMPTS):
-        head, stored = _current(session, tenant, name)
+        head, stored = await templates_table.current(tenant, name)
         changed = [e for e in entries if stored.get(e.locale, (0, ""))[1] != e.content_hash]
         locales = set(stored) | {e.locale for e in entries}
         if default_locale not in locales:
@@ -147,31 +137,19 @@ def _apply_one(session: Session, tenant: str, name: str, entries: list[TemplateS
         version = (head.version if head is not None else 0) + 1
         # Claim the version first: a concurrent apply that lost the race re-reads and retries,
         # so two applies never write content under the same version number.
-        claim = session.execute(
-            "INSERT INTO template_versions (tenant_id, name, version, default_locale, locales,"
-            " changed, created_at) VALUES (%s, %s, %s, %s, %s, %s, toTimestamp(now()))"
-            " IF NOT EXISTS",
-            (tenant, name, version, default_locale, locales, {e.locale for e in changed}),
+        claimed = await templates_table.claim(
+            tenant,
+            name,
+            version=version,
+            default_locale=default_locale,
+            locales=locales,
+            changed={e.locale for e in changed},
         )
-        if not claim.was_applied:
+        if not claimed:
             continue
         for e in changed:
-            session.execute(
-                "INSERT INTO templates (tenant_id, name, locale, version, subject, text_body,"
-                " html_body, required, default_locale, content_hash, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, toTimestamp(now()))",
-                (
-                    tenant,
-                    name,
-                    e.locale,
-                    version,
-                    e.subject,
-                    e.text,
-                    e.html,
-                    e.required,
-                    default_locale,
-                    e.content_hash,
-                ),
+            await templates_table.put(
+                tenant, name, version=version, default_locale=default_locale, c=e.content()
             )
         for e in entries:
             if e in changed:
@@ -203,36 +181,39 @@ def templates() -> None:
 def apply(path: Path) -> None:
     spec = read_templates_file(path)
     with keyspace_session() as session:
-        known = set(TenantTable(session).stored())
-        unknown = sorted({t.tenant for t in spec.templates} - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown tenants: {', '.join(unknown)}")
-        for (tenant, name), entries in _grouped(spec).items():
-            _apply_one(session, tenant, name, entries)
+        asyncio.run(_apply(session, path, spec))
+
+
+async def _apply(session: AsyncSession, path: Path, spec: TemplatesFile) -> None:
+    known = set(await TenantTable(session=session).stored())
+    unknown = sorted({t.tenant for t in spec.templates} - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown tenants: {', '.join(unknown)}")
+    templates_table = TemplateTable(session=session)
+    for (tenant, name), entries in _grouped(spec).items():
+        await _apply_one(templates_table, tenant, name, entries)
 
 
 @templates.command(name="list", help="List stored templates and their latest versions.")
 @click.option("--tenant", help="Only this tenant's templates.")
 def list_templates(tenant: str | None) -> None:
     with keyspace_session() as session:
-        heads = sorted(
-            (
-                row
-                for row in session.execute(
-                    "SELECT tenant_id, name, version, default_locale FROM template_versions"
-                    " PER PARTITION LIMIT 1"
-                )
-                if tenant is None or row.tenant_id == tenant
-            ),
-            key=lambda r: (r.tenant_id, r.name),
-        )
-        shown = []
-        for head in heads:
-            _, stored = _current(session, head.tenant_id, head.name)
-            for locale in sorted(stored):
-                latest = f"v{stored[locale][0]}"
-                shown.append((head.tenant_id, head.name, locale, latest, head.default_locale))
-        table(["TENANT", "NAME", "LOCALE", "LATEST", "DEFAULT"], shown, right=["LATEST"])
+        shown = asyncio.run(_listed(TemplateTable(session=session), tenant))
+    table(["TENANT", "NAME", "LOCALE", "LATEST", "DEFAULT"], shown, right=["LATEST"])
+
+
+async def _listed(templates_table: TemplateTable, tenant: str | None) -> list[tuple[str, ...]]:
+    heads = sorted(
+        (row for row in await templates_table.heads() if tenant is None or row.tenant_id == tenant),
+        key=lambda r: (r.tenant_id, r.name),
+    )
+    shown: list[tuple[str, ...]] = []
+    for head in heads:
+        _, stored = await templates_table.current(head.tenant_id, head.name)
+        for locale in sorted(stored):
+            latest = f"v{stored[locale][0]}"
+            shown.append((head.tenant_id, head.name, locale, latest, head.default_locale))
+    return shown
 
 
 @templates.command(help="Render template NAME with sample data; print it, save the HTML part.")
@@ -251,7 +232,7 @@ def preview(
     html_out: Path | None,
 ) -> None:
     with keyspace_session() as session:
-        store = TemplateStore(session=AsyncSession(session=session))
+        store = TemplateStore(session=session)
         ref = TemplateRef(name=name, version=version, locale=locale)
         try:
             resolved, rendered = asyncio.run(_preview(store, tenant, ref, data_json))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -97,8 +98,8 @@ def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
     spec = read_tenants_file(path, check_keys=not no_key_check)
     by_id = {t.id: t for t in spec.tenants}
     with keyspace_session() as session:
-        tenants_table = TenantTable(session)
-        stored = tenants_table.stored()
+        tenants_table = TenantTable(session=session)
+        stored = asyncio.run(tenants_table.stored())
         for change, tenant_id in plan(stored, spec, prune=prune):
             stray = change == UNCHANGED and tenant_id not in by_id
             note = "  (not in the file: --prune removes it)" if stray else ""
@@ -106,9 +107,9 @@ def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
             if dry_run:
                 continue
             if change in (ADDED, CHANGED):
-                tenants_table.put(by_id[tenant_id])
+                asyncio.run(tenants_table.put(by_id[tenant_id]))
             elif change == REMOVED:
-                tenants_table.delete(tenant_id)
+                asyncio.run(tenants_table.delete(tenant_id))
     if dry_run:
         click.echo("dry run: nothing written")
 
@@ -116,7 +117,7 @@ def apply(path: Path, prune: bool, dry_run: bool, no_key_check: bool) -> None:
 @tenants.command(name="list", help="List stored tenants.")
 def list_tenants() -> None:
     with keyspace_session() as session:
-        stored = TenantTable(session).stored()
+        stored = asyncio.run(TenantTable(session=session).stored())
         shown = sorted((t, ", ".join(sorted(domains))) for t, (domains, _) in stored.items())
     table(["TENANT", "SENDER DOMAINS"], shown)
 

@@ -2,71 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Any
 
 import click
-from cassandra.cluster import Session
 
+from services.cli.keyspace import keyspace_session
 from services.cli.output import table
-from services.cli.settings import load
-from services.common.cassandra.session import connect
+from services.common.timeline import Timeline
 
 
 def _fmt(ts: dt.datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ts else ""
 
 
-def tenants_of(session: Session, message_id: str) -> list[str]:
-    """The tenants that have a timeline for this message id (most often one)."""
-    rows = session.execute(
-        "SELECT tenant_id FROM message_tenants WHERE message_id = %s", (message_id,)
-    )
-    return [r.tenant_id for r in rows]
-
-
-def timeline(session: Session, tenant: str, message_id: str) -> list[Any]:
-    return list(
-        session.execute(
-            "SELECT occurred_at, tenant_id, priority, recipient, type, attempt, reason, smtp_code,"
-            " smtp_text, mx_host, next_attempt_at FROM message_timeline"
-            " WHERE tenant_id = %s AND message_id = %s",
-            (tenant, message_id),
-        )
-    )
-
-
-def by_recipient(session: Session, address: str, tenant: str | None, limit: int) -> list[Any]:
-    """The newest rows of the address, of one tenant or of every tenant that mailed it."""
-    address = address.strip().lower()
-    if tenant is not None:
-        tenants = [tenant]
-    else:
-        tenants = [
-            r.tenant_id
-            for r in session.execute(
-                "SELECT tenant_id FROM recipient_timeline WHERE recipient = %s"
-                " GROUP BY recipient, tenant_id",
-                (address,),
-            )
-        ]
-    rows = [
-        row
-        for t in tenants
-        for row in session.execute(
-            "SELECT occurred_at, tenant_id, message_id, type FROM recipient_timeline"
-            " WHERE recipient = %s AND tenant_id = %s LIMIT %s",
-            (address, t, limit),
-        )
-    ]
-    rows.sort(key=lambda r: r.occurred_at, reverse=True)
-    return rows[:limit]
-
-
-def _one_tenant(session: Session, message_id: str) -> str | None:
+def _one_tenant(timeline: Timeline, message_id: str) -> str | None:
     """The tenant of a message id given without --tenant: None while no tenant has it."""
-    tenants = tenants_of(session, message_id)
+    tenants = asyncio.run(timeline.tenants_of(message_id))
     if len(tenants) > 1:
         raise click.UsageError(
             f"message id {message_id} is used by tenants {', '.join(map(repr, tenants))}:"
@@ -96,30 +50,27 @@ def trace(
 ) -> None:
     if bool(message_id) == bool(recipient):
         raise click.UsageError("give either MESSAGE_ID or --recipient ADDRESS")
-    settings = load().cassandra
-    cluster, session = connect(settings, keyspace=settings.keyspace)
-    try:
+    with keyspace_session() as session:
+        timeline = Timeline(session=session)
         if recipient:
-            rows = by_recipient(session, recipient, tenant, limit)
+            rows = asyncio.run(timeline.by_recipient(recipient, tenant, limit))
             table(
                 ["OCCURRED", "TYPE", "TENANT", "MESSAGE"],
                 [(_fmt(r.occurred_at), r.type, r.tenant_id, r.message_id) for r in rows],
             )
             return
         assert message_id is not None
-        _trace(session, message_id, tenant, wait_for, timeout)
-    finally:
-        cluster.shutdown()
+        _trace(timeline, message_id, tenant, wait_for, timeout)
 
 
 def _trace(
-    session: Session, message_id: str, tenant: str | None, wait_for: str | None, timeout: float
+    timeline: Timeline, message_id: str, tenant: str | None, wait_for: str | None, timeout: float
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:
         # Looked up again while waiting: the message may not have reached the timeline yet.
-        chosen = tenant if tenant is not None else _one_tenant(session, message_id)
-        rows = timeline(session, chosen, message_id) if chosen is not None else []
+        chosen = tenant if tenant is not None else _one_tenant(timeline, message_id)
+        rows = asyncio.run(timeline.events(chosen, message_id)) if chosen is not None else []
         if not wait_for or any(r.type == wait_for.upper() for r in rows):
             break
         if time.monotonic() > deadline:
@@ -128,7 +79,7 @@ def _trace(
         time.sleep(0.2)
     if not rows:
         of = f" of tenant {tenant!r}" if tenant is not None else ""
-        others = [t for t in tenants_of(session, message_id) if t != tenant]
+        others = [t for t in asyncio.run(timeline.tenants_of(message_id)) if t != tenant]
         hint = f" (tenants with that message id: {', '.join(map(repr, others))})" if others else ""
         raise click.ClickException(f"no events for message {message_id}{of}{hint}")
     _print(rows)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,6 @@ from services.common.routing import TenantRouting
 from services.common.spec import STORED, SpecModel
 
 if TYPE_CHECKING:
-    from cassandra.cluster import Session
-
     from services.common.cassandra.session import AsyncSession
 
 # The DKIM algorithms a spec may name (RFC 6376 RSA, RFC 8463 Ed25519); mail.dkim signs them.
@@ -101,27 +99,24 @@ async def stored_specs(session: AsyncSession) -> list[TenantSpec]:
 
 
 class TenantTable:
-    """The tenants table for the operator CLI, on a blocking driver session."""
+    """The tenants table as `mailstream tenants` and `templates` use it."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, *, session: AsyncSession) -> None:
         self._session = session
 
-    def _run(self, cql: str, params: Iterable[Any] = ()) -> Any:
-        return self._session.execute(self._session.prepare(cql), tuple(params))
-
-    def stored(self) -> dict[str, tuple[frozenset[str], str]]:
+    async def stored(self) -> dict[str, tuple[frozenset[str], str]]:
         """tenant id -> what the table keeps of it (TenantSpec.stored_row)."""
         return {
             r.tenant_id: (frozenset(r.sender_domains or ()), r.spec_json)
-            for r in self._run(_SELECT_ALL)
+            for r in await self._session.execute(_SELECT_ALL)
         }
 
-    def put(self, spec: TenantSpec) -> None:
+    async def put(self, spec: TenantSpec) -> None:
         domains, spec_json = spec.stored_row()
-        self._run(_UPSERT, (spec.id, set(domains), spec_json))
+        await self._session.execute(_UPSERT, (spec.id, set(domains), spec_json))
 
-    def delete(self, tenant_id: str) -> None:
-        self._run(_DELETE, (tenant_id,))
+    async def delete(self, tenant_id: str) -> None:
+        await self._session.execute(_DELETE, (tenant_id,))
 
 
 # The longest id or name looked up by key: request fields reach these lookups, and Cassandra

@@ -11,9 +11,9 @@ from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.metrics import EVENTS_PUBLISHED
+from services.common.timeline import Timeline
 from services.event_publisher.event_id import event_id
 from services.event_publisher.suppression import SuppressionStore
-from services.event_publisher.timeline import Timeline
 
 log = get_logger(__name__)
 _ROUTINE = frozenset({EventType.ACCEPTED, EventType.DELIVERED})

@@ -1,4 +1,5 @@
-"""Suppression list upkeep: a pure policy from events to suppressions, and its Cassandra store.
+"""Suppression list upkeep: a pure policy from events to suppressions, applied to the list
+(common/suppressions.py owns its tables).
 
 Rules (defaults in config.SuppressionSettings):
 - a HARD bounce suppresses the lower-cased recipient for the tenant with reason = its category:
@@ -12,27 +13,17 @@ Rules (defaults in config.SuppressionSettings):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.common.avro.records import BounceKind, EmailEvent, EventType
-from services.common.cassandra.retention import ttl_until
-from services.common.cassandra.session import AsyncSession, ms_from_cql
+from services.common.cassandra.session import AsyncSession
 from services.common.logging import get_logger
 from services.common.reasons import Reason
+from services.common.suppressions import Suppress, SuppressionTable
 from services.event_publisher.config import SuppressionSettings
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Suppress:
-    tenant_id: str
-    address: str
-    reason: str
-    created_at: int
-    expires_at: int | None  # epoch ms; None: never lapses
 
 
 @dataclass(frozen=True)
@@ -121,23 +112,11 @@ def outlasts(new_expires: int | None, *, existing: bool, existing_expires: int |
     return new_expires is None or new_expires > existing_expires
 
 
-_INSERT_SOFT = (
-    "INSERT INTO soft_bounces (tenant_id, address, event_id, occurred_at, category)"
-    " VALUES (?, ?, ?, ?, ?) USING TTL ?"
-)
-_SELECT_SOFT = "SELECT occurred_at FROM soft_bounces WHERE tenant_id = ? AND address = ?"
-_SELECT = "SELECT expires_at FROM suppressions WHERE tenant_id = ? AND address = ?"
-_INSERT = (
-    "INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at)"
-    " VALUES (?, ?, ?, ?, ?) USING TTL ?"
-)
-
-
 class SuppressionStore:
-    """Applies the policy to Cassandra; every write is an idempotent upsert."""
+    """Applies the policy to the suppression list; every write is an idempotent upsert."""
 
     def __init__(self, *, session: AsyncSession, settings: SuppressionSettings) -> None:
-        self._session = session
+        self._table = SuppressionTable(session=session)
         self._settings = settings
 
     async def on_event(self, event: EmailEvent) -> Suppress | None:
@@ -149,38 +128,27 @@ class SuppressionStore:
         return decision if await self.suppress(decision) else None
 
     async def _count(self, bounce: SoftBounce) -> Suppress | None:
-        ttl = self._settings.soft_window_s
-        await self._session.execute(
-            _INSERT_SOFT,
-            (
-                bounce.tenant_id,
-                bounce.address,
-                bounce.event_id,
-                bounce.occurred_at,
-                bounce.category,
-                ttl,
-            ),
+        recorded_at = await self._table.count_soft_bounce(
+            tenant_id=bounce.tenant_id,
+            address=bounce.address,
+            event_id=bounce.event_id,
+            occurred_at=bounce.occurred_at,
+            category=bounce.category,
+            window_s=self._settings.soft_window_s,
         )
-        rows = await self._session.execute(_SELECT_SOFT, (bounce.tenant_id, bounce.address))
-        return after_soft_bounces(
-            bounce, [ms_from_cql(r.occurred_at) for r in rows], self._settings
-        )
+        return after_soft_bounces(bounce, recorded_at, self._settings)
 
     async def suppress(self, suppression: Suppress) -> bool:
         """Writes the suppression unless a longer one is already in place."""
         s = suppression
-        rows = await self._session.execute(_SELECT, (s.tenant_id, s.address))
-        existing_expires = rows[0].expires_at if rows else None
+        existing = await self._table.get(s.tenant_id, s.address)
         if not outlasts(
             s.expires_at,
-            existing=bool(rows),
-            existing_expires=ms_from_cql(existing_expires) if existing_expires else None,
+            existing=existing is not None,
+            existing_expires=existing.expires_at if existing is not None else None,
         ):
             log.info("suppression_kept", address=s.address, reason=s.reason)
             return False
-        ttl = ttl_until(s.expires_at, time.time_ns() // 1_000_000)
-        await self._session.execute(
-            _INSERT, (s.tenant_id, s.address, s.reason, s.created_at, s.expires_at, ttl)
-        )
+        await self._table.put(s)
         log.info("address_suppressed", address=s.address, reason=s.reason, expires_at=s.expires_at)
         return True

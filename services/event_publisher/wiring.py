@@ -5,10 +5,10 @@ from __future__ import annotations
 from services.common.kafka.runner import Lane
 from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES, Priority
+from services.common.timeline import Timeline
 from services.event_publisher.config import EventPublisherSettings
 from services.event_publisher.handler import EventPublisherHandler
 from services.event_publisher.suppression import SuppressionStore
-from services.event_publisher.timeline import Timeline
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:

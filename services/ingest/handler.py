@@ -15,9 +15,9 @@ from services.common.logging import get_logger
 from services.common.priority import Priority
 from services.common.reasons import Reason
 from services.common.status import StatusEmitter
+from services.common.suppressions import SuppressionTable
 from services.common.tenants import TenantDirectory
 from services.ingest.idempotency import Claim, IdempotencyStore
-from services.ingest.suppression import SuppressionList
 from services.ingest.validation import validate
 
 log = get_logger(__name__)
@@ -33,7 +33,7 @@ class IngestHandler:
         status: StatusEmitter,
         tenants: TenantDirectory,
         claims: IdempotencyStore,
-        suppressions: SuppressionList,
+        suppressions: SuppressionTable,
         clock: Clock,
         max_request_bytes: int,
         allow_test_domains: bool = False,

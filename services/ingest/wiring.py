@@ -5,11 +5,11 @@ from __future__ import annotations
 from services.common.kafka.runner import Lane
 from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES
+from services.common.suppressions import SuppressionTable
 from services.common.tenants import TenantDirectory
 from services.ingest.config import IngestSettings
 from services.ingest.handler import IngestHandler
 from services.ingest.idempotency import IdempotencyStore
-from services.ingest.suppression import SuppressionList
 
 
 def build_lanes(kernel: Kernel) -> list[Lane]:
@@ -17,7 +17,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
     assert isinstance(settings, IngestSettings)
     tenants = TenantDirectory(session=kernel.cassandra, ttl_s=settings.ingest.tenant_cache_s)
     claims = IdempotencyStore(session=kernel.cassandra)
-    suppressions = SuppressionList(session=kernel.cassandra)
+    suppressions = SuppressionTable(session=kernel.cassandra)
     lanes = []
     for priority in PRIORITIES:
         handler = IngestHandler(

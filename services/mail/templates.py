@@ -88,6 +88,97 @@ def content_hash(
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+# Written by `mailstream templates apply` (TemplateTable), one version claimed at a time.
+_HEAD = (
+    "SELECT version, default_locale, locales FROM template_versions"
+    " WHERE tenant_id = ? AND name = ? LIMIT 1"
+)
+_HEADS = (
+    "SELECT tenant_id, name, version, default_locale FROM template_versions PER PARTITION LIMIT 1"
+)
+_CONTENTS = "SELECT locale, version, content_hash FROM templates WHERE tenant_id = ? AND name = ?"
+_CLAIM = (
+    "INSERT INTO template_versions (tenant_id, name, version, default_locale, locales,"
+    " changed, created_at) VALUES (?, ?, ?, ?, ?, ?, toTimestamp(now())) IF NOT EXISTS"
+)
+_PUT = (
+    "INSERT INTO templates (tenant_id, name, locale, version, subject, text_body,"
+    " html_body, required, default_locale, content_hash, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, toTimestamp(now()))"
+)
+
+
+@dataclass(frozen=True)
+class TemplateContent:
+    """One locale of a template as the operator's file gives it."""
+
+    locale: str
+    subject: str
+    text: str | None
+    html: str | None
+    required: tuple[str, ...]
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(
+            subject=self.subject, text=self.text, html=self.html, required=self.required
+        )
+
+
+class TemplateTable:
+    """The template tables as `mailstream templates` writes and lists them."""
+
+    def __init__(self, *, session: AsyncSession) -> None:
+        self._session = session
+
+    async def current(self, tenant_id: str, name: str) -> tuple[Any, dict[str, tuple[int, str]]]:
+        """The latest version row (or None) and, per locale, its newest (version, content hash)."""
+        heads = await self._session.execute(_HEAD, (tenant_id, name))
+        stored: dict[str, tuple[int, str]] = {}
+        for row in await self._session.execute(_CONTENTS, (tenant_id, name)):
+            stored.setdefault(row.locale, (row.version, row.content_hash))
+        return (heads[0] if heads else None), stored
+
+    async def heads(self) -> list[Any]:
+        """Every template's latest version row (tenant_id, name, version, default_locale)."""
+        return await self._session.execute(_HEADS)
+
+    async def claim(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        version: int,
+        default_locale: str,
+        locales: set[str],
+        changed: set[str],
+    ) -> bool:
+        """Claims the version number (an LWT); False when a concurrent apply took it."""
+        rows = await self._session.execute(
+            _CLAIM, (tenant_id, name, version, default_locale, locales, changed)
+        )
+        return bool(rows and rows[0].applied)
+
+    async def put(
+        self, tenant_id: str, name: str, *, version: int, default_locale: str, c: TemplateContent
+    ) -> None:
+        await self._session.execute(
+            _PUT,
+            (
+                tenant_id,
+                name,
+                c.locale,
+                version,
+                c.subject,
+                c.text,
+                c.html,
+                list(c.required),
+                default_locale,
+                c.content_hash,
+            ),
+        )
+
+
 _Key = tuple[str, str, int | None, str | None]
 
 

@@ -13,7 +13,7 @@ from cassandra.policies import TokenAwarePolicy
 from cassandra.query import PreparedStatement, named_tuple_factory
 from pydantic import ValidationError
 
-from services.common.avro.records import Bounce, BounceKind, EmailEvent, EventType
+from services.common.avro.records import Bounce, BounceKind, EmailEvent, EventType, TemplateRef
 from services.common.cassandra.session import (
     AsyncSession,
     cluster_options,
@@ -22,12 +22,13 @@ from services.common.cassandra.session import (
 )
 from services.common.config import CassandraSettings, CommonSettings
 from services.common.priority import Priority
-from services.common.tenants import TenantDirectory
+from services.common.suppressions import Suppress, SuppressionTable
+from services.common.tenants import TenantDirectory, TenantSpec, TenantTable
+from services.common.timeline import Timeline
 from services.event_publisher.config import SuppressionSettings
-from services.event_publisher.suppression import Suppress, SuppressionStore
-from services.event_publisher.timeline import Timeline
+from services.event_publisher.suppression import SuppressionStore
 from services.ingest.idempotency import Claim, IdempotencyStore
-from services.ingest.suppression import SuppressionList
+from services.mail.templates import TemplateContent, TemplateStore, TemplateTable
 from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.keyring import DkimKeyring
 
@@ -35,13 +36,23 @@ LOCAL_QUORUM, LOCAL_SERIAL = ConsistencyLevel.LOCAL_QUORUM, ConsistencyLevel.LOC
 
 
 class _Answer:
-    """A ResponseFuture that has its rows already."""
+    """A ResponseFuture that has its rows already, in pages (one unless given more)."""
 
-    def __init__(self, rows: list[Any]) -> None:
-        self._rows = rows
+    def __init__(self, rows: list[Any], *more_pages: list[Any]) -> None:
+        self._pages = [rows, *more_pages]
+        self._ok: Any = None
+
+    @property
+    def has_more_pages(self) -> bool:
+        return len(self._pages) > 1
 
     def add_callbacks(self, ok: Any, err: Any) -> None:
-        ok(self._rows)
+        self._ok = ok
+        ok(self._pages[0])
+
+    def start_fetching_next_page(self) -> None:
+        self._pages.pop(0)
+        self._ok(self._pages[0])
 
 
 class DriverSession:
@@ -113,7 +124,7 @@ async def _run_every_store(session: AsyncSession) -> None:
         accepted_at=0,
     )
     assert claim is Claim.NEW  # the [applied] row came back named by named_rows
-    await SuppressionList(session=session).suppressed("acme", ["bob@example.com"], now_ms=0)
+    await SuppressionTable(session=session).suppressed("acme", ["bob@example.com"], now_ms=0)
     ledger = DeliveryLedger(session=session)
     await ledger.delivered(tenant_id="acme", message_id="m1", recipient="bob@example.com")
     await ledger.record(
@@ -130,9 +141,30 @@ async def _run_every_store(session: AsyncSession) -> None:
             tenant_id="acme", address="bob@example.com", reason="x", created_at=0, expires_at=None
         )
     )
+    suppressions = SuppressionTable(session=session)
+    await suppressions.get("acme", "bob@example.com")
+    await suppressions.listed("acme", limit=10)
+    await suppressions.remove("acme", "bob@example.com")
     await TenantDirectory(session=session).get("acme")
-    await Timeline(session=session).record(_bounce(BounceKind.HARD, "invalid_recipient"))
+    tenants = TenantTable(session=session)
+    await tenants.stored()
+    await tenants.put(TenantSpec(id="acme", sender_domains=[]))
+    await tenants.delete("acme")
+    timeline = Timeline(session=session)
+    await timeline.record(_bounce(BounceKind.HARD, "invalid_recipient"))
+    await timeline.tenants_of("m1")
+    await timeline.events("acme", "m1")
+    await timeline.by_recipient("bob@example.com", None, 10)
     await DkimKeyring(session=session).signer()
+    await TemplateStore(session=session).resolve(tenant_id="acme", ref=TemplateRef(name="n"))
+    templates = TemplateTable(session=session)
+    await templates.heads()
+    await templates.current("acme", "n")
+    assert await templates.claim(
+        "acme", "n", version=1, default_locale="en", locales={"en"}, changed={"en"}
+    )
+    content = TemplateContent(locale="en", subject="s", text="t", html=None, required=())
+    await templates.put("acme", "n", version=1, default_locale="en", c=content)
 
 
 async def test_every_store_reads_and_writes_at_local_quorum_the_claim_at_local_serial() -> None:
@@ -147,11 +179,24 @@ async def test_every_store_reads_and_writes_at_local_quorum_the_claim_at_local_s
         "message_timeline",
         "message_tenants",
         "recipient_timeline",
+        "template_versions",
+        "templates",
     }
     for statement, profile in driver.ran:
         assert _effective(statement, profile) == (LOCAL_QUORUM, LOCAL_SERIAL), statement
     claims = [s for s, _ in driver.ran if s.query_string.endswith("IF NOT EXISTS")]
-    assert len(claims) == 1
+    assert [_table(c.query_string) for c in claims] == ["messages", "template_versions"]
+
+
+async def test_every_page_of_a_result_is_read() -> None:
+    """A listing longer than the driver's page (5,000 rows by default) comes back whole."""
+
+    class Paged(DriverSession):
+        def execute_async(self, statement: Any, params: Any, execution_profile: Any) -> _Answer:
+            return _Answer([("a",)], [("b",), ("c",)], [("d",)])
+
+    session = AsyncSession(session=Paged(default_profile(CassandraSettings())))  # type: ignore[arg-type]
+    assert await session.execute("SELECT x FROM t") == [("a",), ("b",), ("c",), ("d",)]
 
 
 async def test_the_levels_are_the_settings() -> None:

@@ -8,10 +8,10 @@ import pytest
 from services.common.avro.records import Bounce, BounceKind, EmailEvent, EventType
 from services.common.priority import Priority
 from services.common.reasons import Reason
+from services.common.suppressions import Suppress
 from services.event_publisher.config import EventPublisherSettings, SuppressionSettings
 from services.event_publisher.suppression import (
     SoftBounce,
-    Suppress,
     SuppressionStore,
     after_soft_bounces,
     decide,
@@ -203,11 +203,14 @@ class FakeSession:
             return []
         if cql.startswith("SELECT occurred_at FROM soft_bounces"):
             return [_Row(occurred_at=_cql_ts(at)) for k, at in self.soft.items() if k[:2] == params]
-        if cql.startswith("SELECT expires_at FROM suppressions"):
+        if cql.startswith("SELECT address, reason, created_at, expires_at FROM suppressions"):
             found = self.suppressions.get((params[0], params[1]))
             if found is None:
                 return []
-            return [_Row(expires_at=_cql_ts(found[1]) if found[1] is not None else None)]
+            expires = _cql_ts(found[1]) if found[1] is not None else None
+            return [
+                _Row(address=params[1], reason=found[0], created_at=_cql_ts(0), expires_at=expires)
+            ]
         if cql.startswith("INSERT INTO suppressions"):
             tenant, address, reason, _created, expires, ttl = params
             # The row lapses with the suppression; a permanent one has no TTL.

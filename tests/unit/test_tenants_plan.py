@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from services.cli.tenants import TenantsFile, plan, read_tenants_file
 from services.common.errors import ConfigError
+from services.common.tenants import Tenant, TenantSpec, stored_spec
 
 
 def spec(*tenants: dict[str, object]) -> TenantsFile:
@@ -58,3 +61,20 @@ def test_a_malformed_file_is_one_line(tmp_path: Path) -> None:
     shown = str(caught.value)
     assert "\n" not in shown and shown.startswith(f"{path}: tenants[0].id: String should match")
     assert "tenants[0].sender_domains[0].colour: Extra inputs are not permitted" in shown
+
+
+def test_a_stored_spec_with_fields_of_a_newer_version_still_reads() -> None:
+    """During a rolling upgrade a newer CLI may store fields older services do not know: they
+    are left out when read back, while a tenants file naming them is still refused."""
+    stored = {
+        "id": "a",
+        "sender_domains": [{"domain": "a.example", "dkim": [], "future": 1}],
+        "routing": {"default": {"egress_pool": "p", "weight": 2}},
+        "added_later": True,
+    }
+    spec = stored_spec(json.dumps(stored))
+    assert spec.sender_domains[0].domain == "a.example"
+    assert spec.routing.default is not None and spec.routing.default.egress_pool == "p"
+    assert Tenant.of(spec).sender_domains == frozenset({"a.example"})
+    with pytest.raises(ValidationError, match="added_later"):
+        TenantSpec.model_validate(stored)

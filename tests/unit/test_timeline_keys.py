@@ -8,7 +8,7 @@ from typing import Any
 from services.common.avro.records import EmailEvent, EventType
 from services.common.priority import Priority
 from services.common.tenants import TenantDirectory
-from services.event_publisher.timeline import Timeline
+from services.common.timeline import Timeline
 
 
 class Session:

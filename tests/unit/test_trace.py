@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from types import SimpleNamespace
 from typing import Any
@@ -10,6 +11,7 @@ import click
 import pytest
 
 from services.cli import trace
+from services.common.timeline import Timeline
 
 
 class Session:
@@ -22,7 +24,7 @@ class Session:
         self.tenants = list(tenants)
         self.queries: list[tuple[str, tuple[Any, ...]]] = []
 
-    def execute(self, cql: str, params: tuple[Any, ...]) -> list[Any]:
+    async def execute(self, cql: str, params: tuple[Any, ...]) -> list[Any]:
         self.queries.append((cql, params))
         if "FROM message_tenants" in cql:
             return [SimpleNamespace(tenant_id=t) for t in self.tenants]
@@ -31,6 +33,10 @@ class Session:
         _, tenant, limit = params
         rows = [r for r in self.by_recipient if r.tenant_id == tenant]
         return sorted(rows, key=lambda r: r.occurred_at, reverse=True)[:limit]
+
+
+def _timeline(session: Session) -> Timeline:
+    return Timeline(session=session)  # type: ignore[arg-type]
 
 
 def _row(tenant: str, minute: int) -> Any:
@@ -45,7 +51,7 @@ def _row(tenant: str, minute: int) -> Any:
 def test_by_recipient_merges_the_tenants_newest_first() -> None:
     rows = [_row("acme", 1), _row("other", 2), _row("acme", 3), _row("other", 4)]
     session = Session(by_recipient=tuple(rows))
-    found = trace.by_recipient(session, " Bob@X.test ", None, 3)  # type: ignore[arg-type]
+    found = asyncio.run(_timeline(session).by_recipient(" Bob@X.test ", None, 3))
     assert [(r.tenant_id, r.occurred_at.minute) for r in found] == [
         ("other", 4),
         ("acme", 3),
@@ -56,7 +62,7 @@ def test_by_recipient_merges_the_tenants_newest_first() -> None:
 
 def test_by_recipient_of_one_tenant_reads_only_its_slice() -> None:
     session = Session(by_recipient=(_row("acme", 1), _row("other", 2)))
-    found = trace.by_recipient(session, "bob@x.test", "other", 100)  # type: ignore[arg-type]
+    found = asyncio.run(_timeline(session).by_recipient("bob@x.test", "other", 100))
     assert [r.tenant_id for r in found] == ["other"]
     assert len(session.queries) == 1 and session.queries[0][1][1] == "other"
 
@@ -64,6 +70,6 @@ def test_by_recipient_of_one_tenant_reads_only_its_slice() -> None:
 def test_a_message_id_of_several_tenants_asks_for_one() -> None:
     session = Session(tenants=("acme", "other"))
     with pytest.raises(click.UsageError, match=r"'acme', 'other'.*--tenant"):
-        trace._one_tenant(session, "m1")  # type: ignore[arg-type]
-    assert trace._one_tenant(Session(tenants=("acme",)), "m1") == "acme"  # type: ignore[arg-type]
-    assert trace._one_tenant(Session(), "m1") is None  # type: ignore[arg-type]
+        trace._one_tenant(_timeline(session), "m1")
+    assert trace._one_tenant(_timeline(Session(tenants=("acme",))), "m1") == "acme"
+    assert trace._one_tenant(_timeline(Session()), "m1") is None

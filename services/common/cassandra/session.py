@@ -182,8 +182,16 @@ class AsyncSession:
         except TRANSIENT as exc:
             raise TransientError(str(exc)) from exc
 
-        def ok(rows: Any) -> None:
-            loop.call_soon_threadsafe(_set, future, list(rows or []))
+        rows: list[Any] = []
+
+        def ok(page: Any) -> None:
+            # Every page is read (the driver calls back once per page): most queries read
+            # one, while listings (every tenant, every template) may read more.
+            rows.extend(page or ())
+            if response.has_more_pages:
+                response.start_fetching_next_page()
+            else:
+                loop.call_soon_threadsafe(_set, future, rows)
 
         def err(exc: BaseException) -> None:
             wrapped = (
@@ -193,7 +201,6 @@ class AsyncSession:
             )
             loop.call_soon_threadsafe(_fail, future, wrapped)
 
-        # Pages beyond the first are not followed: every query here reads a bounded set.
         response.add_callbacks(ok, err)
         return await future
 

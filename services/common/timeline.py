@@ -1,13 +1,15 @@
-"""The per-message timeline, keyed by tenant, and its by-recipient index in Cassandra."""
+"""The per-message timeline, keyed by tenant, its by-recipient index and the message id ->
+tenants lookup: written by the event-publisher, read by `mailstream trace`. The one home of
+these three tables (their TTLs and compaction: services/common/cassandra/retention.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from services.common.avro.records import EmailEvent
 from services.common.cassandra.session import AsyncSession
 
-# TTLs and compaction of these tables: services/common/cassandra/retention.py.
 _EVENT = (
     "INSERT INTO message_timeline (tenant_id, message_id, occurred_at, event_id, priority,"
     " recipient, type, attempt, reason, smtp_code, smtp_enhanced, smtp_text, mx_host,"
@@ -19,6 +21,19 @@ _TENANT = "INSERT INTO message_tenants (message_id, tenant_id) VALUES (?, ?)"
 _BY_RECIPIENT = (
     "INSERT INTO recipient_timeline (recipient, tenant_id, occurred_at, message_id, type)"
     " VALUES (?, ?, ?, ?, ?)"
+)
+_EVENTS = (
+    "SELECT occurred_at, tenant_id, priority, recipient, type, attempt, reason, smtp_code,"
+    " smtp_text, mx_host, next_attempt_at FROM message_timeline"
+    " WHERE tenant_id = ? AND message_id = ?"
+)
+_TENANTS = "SELECT tenant_id FROM message_tenants WHERE message_id = ?"
+_RECIPIENT_TENANTS = (
+    "SELECT tenant_id FROM recipient_timeline WHERE recipient = ? GROUP BY recipient, tenant_id"
+)
+_RECIPIENT_ROWS = (
+    "SELECT occurred_at, tenant_id, message_id, type FROM recipient_timeline"
+    " WHERE recipient = ? AND tenant_id = ? LIMIT ?"
 )
 
 
@@ -83,3 +98,27 @@ class Timeline:
                 )
             )
         await asyncio.gather(*writes)
+
+    async def tenants_of(self, message_id: str) -> list[str]:
+        """The tenants that have a timeline for this message id (most often one)."""
+        return [r.tenant_id for r in await self._session.execute(_TENANTS, (message_id,))]
+
+    async def events(self, tenant_id: str, message_id: str) -> list[Any]:
+        """The message's events, oldest first."""
+        return await self._session.execute(_EVENTS, (tenant_id, message_id))
+
+    async def by_recipient(self, address: str, tenant_id: str | None, limit: int) -> list[Any]:
+        """The newest rows of the address, of one tenant or of every tenant that mailed it."""
+        address = address.strip().lower()
+        if tenant_id is not None:
+            tenants = [tenant_id]
+        else:
+            rows = await self._session.execute(_RECIPIENT_TENANTS, (address,))
+            tenants = [r.tenant_id for r in rows]
+        found = [
+            row
+            for t in tenants
+            for row in await self._session.execute(_RECIPIENT_ROWS, (address, t, limit))
+        ]
+        found.sort(key=lambda r: r.occurred_at, reverse=True)
+        return found[:limit]
