@@ -163,6 +163,10 @@ class HealthSettings(BaseModel):
     probe_interval_s: float = 2.0
 
 
+# The retry tiers of the delay topics, in seconds (MAILSTREAM_DELAY_TIERS_S overrides them).
+DELAY_TIERS_S: tuple[int, ...] = (60, 300, 1200, 3600, 14400)
+
+
 class CommonSettings(BaseSettings):
     """Base of every service's settings: `MAILSTREAM_KAFKA__BOOTSTRAP_SERVERS` and so on."""
 
@@ -187,7 +191,7 @@ class CommonSettings(BaseSettings):
     # Maximum encoded size of a request, per the contract (900 KiB).
     max_request_bytes: int = 900 * 1024
     # Retry tiers in seconds (one delay topic each); the last is reused. Tests compress them.
-    delay_tiers_s: tuple[int, ...] = (60, 300, 1200, 3600, 14400)
+    delay_tiers_s: tuple[int, ...] = DELAY_TIERS_S
     # The longest a message of each priority may wait for delivery before it is EXPIRED.
     max_age_critical_s: int = 15 * 60
     max_age_transactional_s: int = 72 * 3600  # the same for transactional mail

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from services.common.priority import Priority
 from services.common.spec import SpecModel
 
+# How a connection uses TLS: required (STARTTLS with a verified certificate, or no delivery),
+# opportunistic (STARTTLS where offered, unverified), none.
+TlsMode = Literal["required", "opportunistic", "none"]
+
 
 class EgressPool(BaseModel):
     """Source addresses that connections bind to (each new connection takes the next)."""
@@ -32,7 +36,7 @@ class Smarthost(BaseModel):
     # The relay's port; TLS is STARTTLS only, so not 465's implicit TLS.
     port: int = Field(default=587, ge=1, le=65535)
     # required: STARTTLS with a certificate valid for `host`, or no delivery.
-    tls: Literal["required", "opportunistic", "none"] = "required"
+    tls: TlsMode = "required"
     username: str | None = None  # log in (SMTP AUTH) with these; None: no login
     password: SecretStr | None = None  # the password of that login
 

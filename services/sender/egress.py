@@ -5,13 +5,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 from services.common.avro.records import DeliveryTask
-from services.common.routing import RoutingSettings
+from services.common.routing import RoutingSettings, TlsMode
 from services.sender.tls import TlsPolicy
-
-TlsMode = Literal["required", "opportunistic", "none"]
 
 
 class UnknownRoute(Exception):

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import KafkaSettings
+from services.common.config import DELAY_TIERS_S, KafkaSettings
 from services.common.priority import PRIORITIES, Priority
-
-# Retry tiers of the delay topics, in seconds; the last tier is reused for later attempts.
-DELAY_TIERS_S: tuple[int, ...] = (60, 300, 1200, 3600, 14400)
 
 
 def delay_tier_name(seconds: int) -> str:
