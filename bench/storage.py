@@ -27,7 +27,7 @@ from services.common.cassandra.retention import RetentionSettings
 from services.common.cassandra.session import AsyncSession, connect
 from services.common.config import CommonSettings
 from services.common.priority import Priority
-from services.event_publisher.timeline import Timeline
+from services.common.timeline import Timeline
 from services.ingest.idempotency import IdempotencyStore
 from services.sender.deliveries import Delivery, DeliveryLedger
 
