@@ -6,7 +6,7 @@ resident. malloc_trim(0) also releases whole free pages inside the heap (madvise
 service calls it every few seconds and its resident size follows what is in use; the
 sender, whose memory moves between threads, also keeps to one arena. Where the C library
 is not glibc (musl accepts mallopt and ignores it, macOS has neither), nothing changes.
-Figures: bench/README.md, "What each lever bought"."""
+Figures: bench/README.md, "Results of the last runs" (what holds the sender's memory)."""
 
 from __future__ import annotations
 
