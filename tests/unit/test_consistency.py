@@ -10,7 +10,7 @@ import pytest
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import TokenAwarePolicy
-from cassandra.query import PreparedStatement, named_tuple_factory
+from cassandra.query import BatchStatement, BoundStatement, PreparedStatement, named_tuple_factory
 from pydantic import ValidationError
 
 from services.common.avro.records import Bounce, BounceKind, EmailEvent, EventType, TemplateRef
@@ -55,6 +55,15 @@ class _Answer:
         self._ok(self._pages[0])
 
 
+class _Prepared(PreparedStatement):
+    """A prepared statement without column types to bind with: the values are kept as is."""
+
+    def bind(self, values: Any) -> BoundStatement:
+        bound = BoundStatement(self)
+        bound.values = list(values)
+        return bound
+
+
 class DriverSession:
     """What AsyncSession uses of the driver's Session. Profiles are looked up and cloned by the
     driver's own methods; each query records the statement and the profile it was given, and
@@ -69,14 +78,23 @@ class DriverSession:
             profile_manager=SimpleNamespace(profiles={EXEC_PROFILE_DEFAULT: profile})
         )
         self.ran: list[tuple[PreparedStatement, ExecutionProfile]] = []
+        self.prepared: dict[bytes, PreparedStatement] = {}
 
     def prepare(self, cql: str) -> PreparedStatement:
-        return PreparedStatement([], b"id", [], cql, "mailstream", 5, [], None)
+        statement = _Prepared([], cql.encode(), [], cql, "mailstream", 5, [], None)
+        self.prepared[statement.query_id] = statement
+        return statement
 
-    def execute_async(
-        self, statement: PreparedStatement, params: Any, execution_profile: Any
-    ) -> _Answer:
+    def execute_async(self, statement: Any, params: Any, execution_profile: Any) -> _Answer:
         profile = self._maybe_get_execution_profile(execution_profile)
+        if isinstance(statement, BatchStatement):
+            # A batch goes out at its own levels (none set: the profile's), its statements
+            # with it: each is recorded, for the tables it writes, at the batch's levels.
+            assert statement.consistency_level is None
+            assert statement.serial_consistency_level is None
+            for _prepared, query_id, _values in statement._statements_and_parameters:
+                self.ran.append((self.prepared[query_id], profile))
+            return _Answer([])
         self.ran.append((statement, profile))
         if statement.query_string.endswith("IF NOT EXISTS"):
             return _Answer(profile.row_factory(["[applied]"], [(True,)]))

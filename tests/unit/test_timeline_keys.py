@@ -3,21 +3,27 @@ server refuses it, and the service would crash on the same record again and agai
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from services.common.avro.records import EmailEvent, EventType
+from services.common.avro.records import EmailEvent, EventType, SmtpReply
 from services.common.priority import Priority
 from services.common.tenants import TenantDirectory
-from services.common.timeline import Timeline
+from services.common.timeline import _EVENT, MAX_SMTP_TEXT, Timeline
 
 
 class Session:
     def __init__(self) -> None:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.batches = 0
 
     async def execute(self, cql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         self.statements.append((cql, params))
         return []
+
+    async def execute_batch(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.batches += 1
+        self.statements.extend(statements)
 
 
 def _event(message_id: str, recipient: str | None, *, tenant_id: str = "acme") -> EmailEvent:
@@ -83,3 +89,17 @@ async def test_tenant_lookups_of_impossible_ids_send_no_query() -> None:
     assert session.statements == []
     assert await tenants.get("acme") is None
     assert len(session.statements) == 1
+
+
+async def test_an_event_is_one_batch_of_bounded_size() -> None:
+    """The event's rows go out as one batch, which Cassandra refuses past 50 KiB: the reply
+    text an MX may make as long as it likes is cut to MAX_SMTP_TEXT in the timeline."""
+    session = Session()
+    event = _event("ok", "a@b.example")
+    event = dataclasses.replace(
+        event, smtp=SmtpReply(code=550, text="x" * 100_000, mx_host="mx.example")
+    )
+    await Timeline(session=session).record(event)  # type: ignore[arg-type]
+    assert session.batches == 1 and session.statements[0][0] is _EVENT
+    (text,) = (p for p in session.statements[0][1] if isinstance(p, str) and p.startswith("xx"))
+    assert len(text) == MAX_SMTP_TEXT

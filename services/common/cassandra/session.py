@@ -29,7 +29,7 @@ from cassandra.cluster import (
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
-from cassandra.query import PreparedStatement, _clean_column_name
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, _clean_column_name
 
 from services.common.config import CassandraSettings
 from services.common.errors import KeyspaceMissing, TransientError
@@ -172,12 +172,25 @@ class AsyncSession:
             "cassandra", lambda: self._execute_once(cql, params), attempts=self._attempts
         )
 
+    async def execute_batch(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Runs idempotent writes as one unlogged batch: one request instead of one each (the
+        rows may be in different partitions; nothing is atomic about it, and a batch retried
+        after a timeout writes the same rows again). Keep batches small: Cassandra refuses one
+        over batch_size_fail_threshold (50 KiB by default)."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for cql, params in statements:
+            batch.add(self.prepare(cql), params)
+        await with_retries("cassandra", lambda: self._run_once(batch), attempts=self._attempts)
+
     async def _execute_once(self, cql: str, params: tuple[Any, ...]) -> list[Any]:
+        return await self._run_once(self.prepare(cql), params)
+
+    async def _run_once(self, statement: Any, params: tuple[Any, ...] | None = None) -> list[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         try:
             response = self._session.execute_async(
-                self.prepare(cql), params, execution_profile=self._profile
+                statement, params, execution_profile=self._profile
             )
         except TRANSIENT as exc:
             raise TransientError(str(exc)) from exc
