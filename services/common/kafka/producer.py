@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import threading
 from typing import Any
 
@@ -16,14 +18,20 @@ log = get_logger(__name__)
 
 
 class AsyncProducer:
-    """One per process. A background thread serves delivery callbacks, so an awaited
-    produce resolves as soon as the broker acknowledges it (acks=all)."""
+    """One per process. A background thread serves delivery callbacks and hands what they
+    settled to the event loop in one call per poll, so an awaited produce resolves as soon
+    as the broker acknowledges it (acks=all), without a wake-up of the loop per record."""
 
     def __init__(self, *, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        # (future, error) of each delivery report, appended on whichever thread serves the
+        # reports (the poll thread, or flush's), taken off by the poll thread.
+        self._settled: collections.deque[tuple[asyncio.Future[None], KafkaError | None]] = (
+            collections.deque()
+        )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -33,6 +41,20 @@ class AsyncProducer:
     def _serve(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
+        self._hand_over()  # what a last flush settled
+
+    def _hand_over(self) -> None:
+        batch = []
+        while self._settled:
+            batch.append(self._settled.popleft())
+        if batch and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_settle_all, batch)
+
+    def _delivered(
+        self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message
+    ) -> None:
+        self._settled.append((future, err))
 
     def reachable(self, timeout_s: float) -> bool:
         """Whether a broker answers a metadata request now (blocking: call off the loop)."""
@@ -43,13 +65,20 @@ class AsyncProducer:
         return True
 
     async def produce(self, output: Output) -> None:
+        await (await self._enqueue(output))
+
+    async def produce_all(self, outputs: list[Output]) -> None:
+        """Queues every output in order, then waits for all their acknowledgements."""
+        futures = [await self._enqueue(o) for o in outputs]
+        if len(futures) == 1:
+            await futures[0]
+        elif futures:
+            await asyncio.gather(*futures)
+
+    async def _enqueue(self, output: Output) -> asyncio.Future[None]:
         loop = self._loop
         assert loop is not None, "AsyncProducer.start() was not called"
         future: asyncio.Future[None] = loop.create_future()
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, err)
-
         while True:
             try:
                 self._producer.produce(
@@ -57,18 +86,13 @@ class AsyncProducer:
                     value=output.value,
                     key=output.key,
                     headers=output.headers,  # type: ignore[arg-type]
-                    on_delivery=on_delivery,
+                    on_delivery=functools.partial(self._delivered, future),
                 )
-                break
+                return future
             except BufferError:  # local queue full: let the poll thread drain it
                 await asyncio.sleep(0.01)
             except KafkaException as exc:  # refused before sending (e.g. over the size limit)
                 raise delivery_error(exc.args[0]) from exc
-        await future
-
-    async def produce_all(self, outputs: list[Output]) -> None:
-        if outputs:
-            await asyncio.gather(*(self.produce(o) for o in outputs))
 
     async def flush(self, timeout_s: float = 30.0) -> None:
         remaining = await asyncio.to_thread(self._producer.flush, timeout_s)
@@ -108,10 +132,11 @@ def delivery_error(err: KafkaError) -> Exception:
     return DeliveryFailed(text)
 
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
-    if future.done():
-        return
-    if err is None:
-        future.set_result(None)
-    else:
-        future.set_exception(delivery_error(err))
+def _settle_all(settled: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
+    for future, err in settled:
+        if future.done():
+            continue
+        if err is None:
+            future.set_result(None)
+        else:
+            future.set_exception(delivery_error(err))

@@ -1,0 +1,105 @@
+"""AsyncProducer: outputs queued in order, each awaited until its delivery report, and the
+reports of one poll handed to the event loop together (a fake librdkafka producer)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+import services.common.kafka.producer as producer_module
+from services.common.errors import DeliveryFailed
+from services.common.kafka.producer import AsyncProducer
+from services.common.kafka.records import Output
+
+
+class FakeProducer:
+    """Queues produce() calls; poll() reports every queued one, failing the keys in `fail`."""
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        self.produced: list[bytes | None] = []
+        self.pending: list[tuple[bytes | None, Any]] = []
+        self.fail: set[bytes] = set()
+        self.lock = threading.Lock()
+        self.release = threading.Event()  # poll() reports nothing until it is set
+        self.release.set()
+
+    def produce(self, topic: str, *, value: bytes, key: bytes | None, headers: Any,
+                on_delivery: Any) -> None:  # fmt: skip
+        with self.lock:
+            self.produced.append(key)
+            self.pending.append((key, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        if not self.release.wait(min(timeout, 0.01)):
+            return 0
+        with self.lock:
+            pending, self.pending = self.pending, []
+        for key, report in pending:
+            err = KafkaError(KafkaError._MSG_TIMED_OUT) if key in self.fail else None
+            report(err, None)
+        if not pending:
+            threading.Event().wait(min(timeout, 0.01))
+        return len(pending)
+
+    def flush(self, timeout: float) -> int:
+        self.poll(0)
+        return 0
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
+    made: list[FakeProducer] = []
+
+    def make(config: dict[str, Any]) -> FakeProducer:
+        made.append(FakeProducer(config))
+        return made[-1]
+
+    monkeypatch.setattr(producer_module, "Producer", make)
+    return made
+
+
+def _out(key: bytes) -> Output:
+    return Output(topic="t", key=key, value=b"v")
+
+
+async def test_outputs_go_out_in_order_and_resolve_on_their_reports(
+    fake: list[FakeProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed: list[int] = []
+    real = producer_module._settle_all
+
+    def counting(settled: list[Any]) -> None:
+        handed.append(len(settled))
+        real(settled)
+
+    monkeypatch.setattr(producer_module, "_settle_all", counting)
+    producer = AsyncProducer(config={})
+    fake[0].release.clear()
+    producer.start()
+    try:
+        sending = asyncio.create_task(producer.produce_all([_out(b"a"), _out(b"b"), _out(b"c")]))
+        while len(fake[0].produced) < 3:
+            await asyncio.sleep(0.01)
+        assert not sending.done()  # nothing acknowledged yet
+        fake[0].release.set()
+        await asyncio.wait_for(sending, 5)
+        assert fake[0].produced == [b"a", b"b", b"c"]
+        assert handed == [3]  # the three reports of one poll, handed to the loop together
+        await asyncio.wait_for(producer.produce(_out(b"d")), 5)
+    finally:
+        await producer.close()
+
+
+async def test_a_failed_report_fails_the_wait(fake: list[FakeProducer]) -> None:
+    producer = AsyncProducer(config={})
+    producer.start()
+    try:
+        fake[0].fail.add(b"bad")
+        with pytest.raises(DeliveryFailed, match="_MSG_TIMED_OUT"):
+            await asyncio.wait_for(producer.produce_all([_out(b"ok"), _out(b"bad")]), 5)
+    finally:
+        await producer.close()
