@@ -116,7 +116,8 @@ def main() -> None:
         "ratio_signature_only_to_openssl": {
             a: round(ours[a]["signature_only_per_s"] / reference[a], 3) for a in keys
         },
-        "goal": {"rsa-sha256": 0.9},
+        # Issue 13: the whole 4 KB message at 0.9x `openssl speed` or better, both algorithms.
+        "goal": {a: 0.9 for a in keys},
     }
     stem = emit("dkim", result, short=args.short)
     plot(result, stem)

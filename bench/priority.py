@@ -20,6 +20,7 @@ from bench.peers import PostfixRelay
 from bench.pipeline import Pipeline
 from services.common.priority import Priority
 
+GOAL_P99_S = 0.3
 SHORT = {"bulk": 5000, "seconds": 20.0}
 
 
@@ -125,7 +126,7 @@ def plot(result: dict[str, Any], stem: Any) -> None:
     for offset, name in enumerate(("mailstream", "postfix")):
         values = [result[name]["critical_request_to_mx_s"][p] for p in points]
         ax.bar([i + offset * 0.4 for i in range(3)], values, width=0.4, label=name)
-    ax.axhline(1.0, color="red", linestyle="--", label="p99 goal 1 s")
+    ax.axhline(GOAL_P99_S, color="red", linestyle="--", label=f"p99 goal {GOAL_P99_S} s")
     ax.set_xticks([i + 0.2 for i in range(3)], points)
     ax.set_yscale("log")
     ax.set_ylabel("critical request -> 250 at the MX, seconds")
@@ -149,7 +150,15 @@ def main() -> None:
         ours = probe_mailstream(args, mx)
     with ArrivalsMx() as mx:
         theirs = probe_postfix(args, mx)
-    result = {"mailstream": ours, "postfix": theirs, "goal": {"critical_p99_s": 1.0}}
+    mine, ref = ours["critical_request_to_mx_s"], theirs["critical_request_to_mx_s"]
+    result = {
+        "mailstream": ours,
+        "postfix": theirs,
+        # Issue 13: p99 at most 0.3 s, and below Postfix at p50, p95 and p99.
+        "goal": {"critical_p99_s": GOAL_P99_S, "below_postfix_at": ["p50", "p95", "p99"]},
+        "goal_met": mine["p99"] <= GOAL_P99_S
+        and all(mine[p] < ref[p] for p in ("p50", "p95", "p99")),
+    }
     stem = emit("priority", result, short=args.short)
     plot(result, stem)
 

@@ -2,11 +2,13 @@
 
 N one-recipient messages on the common path (claimed, delivered at the first attempt, an
 ACCEPTED and a DELIVERED event) are written with the services' own stores (IdempotencyStore,
-DeliveryLedger, Timeline) into a keyspace of their own; the tables are flushed and compacted
-with nodetool (each to what compaction converges to), and "Space used (live)" (the SSTables
-on disk: data, index, bloom filter, compression metadata) is scaled to a million. One replica:
-multiply by the replication factor. system.paxos (the state of each claim's LWT, kept for
-the table's gc_grace_seconds) is measured as its growth, so other writers of the node blur it.
+DeliveryLedger, Timeline), as the services write them (the ACCEPTED rows of the timeline;
+DELIVERED is the ledger's row alone since 2026-12-04), into a keyspace of their own; the
+tables are flushed and compacted with nodetool (each to what compaction converges to), and
+"Space used (live)" (the SSTables on disk: data, index, bloom filter, compression metadata)
+is scaled to a million. One replica: multiply by the replication factor. system.paxos (the
+state of each claim's LWT, kept for the table's gc_grace_seconds) is measured as its growth,
+so other writers of the node blur it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from services.common.cassandra.migrations import migrate
 from services.common.cassandra.retention import RetentionSettings
 from services.common.cassandra.session import AsyncSession, connect
 from services.common.config import CommonSettings
+from services.common.deliveries import Delivery, DeliveryLedger
 from services.common.priority import Priority
 from services.common.timeline import Timeline
 from services.ingest.idempotency import IdempotencyStore
-from services.sender.deliveries import Delivery, DeliveryLedger
 
 JAVA = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
 TABLES = ("messages", "deliveries", "message_timeline", "message_tenants", "recipient_timeline")
@@ -136,7 +138,6 @@ async def write(session: AsyncSession, messages: int) -> float:
                     tls_version=reply.tls_version,
                 ),
             )
-            await timeline.record(events[1])
 
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(messages)))

@@ -84,14 +84,14 @@ def run_mailstream(
         "ingest (request -> route record)": [],
         "router (route -> deliver record)": [],
         "sender (deliver record -> DELIVERED)": [],
-        "event-publisher (DELIVERED -> email.events)": [],
+        "publish (DELIVERED -> on email.events)": [],
     }
     for mid, (at, event_ts) in delivered.items():
         if mid in route and mid in deliver:
             hops["ingest (request -> route record)"].append((route[mid] - published_at[mid]) / 1e3)
             hops["router (route -> deliver record)"].append((deliver[mid] - route[mid]) / 1e3)
             hops["sender (deliver record -> DELIVERED)"].append((at - deliver[mid]) / 1e3)
-            hops["event-publisher (DELIVERED -> email.events)"].append((event_ts - at) / 1e3)
+            hops["publish (DELIVERED -> on email.events)"].append((event_ts - at) / 1e3)
     return {
         "messages": messages,
         "delivered": len(delivered),

@@ -65,20 +65,18 @@ class Retries:
         )
         if nxt is None:
             log.info("expired_after_deferral", attempt=number, reason=reason)
-            return [
-                self.status.for_task(
-                    task,
-                    EventType.EXPIRED,
-                    now,
-                    attempt=number,
-                    smtp=smtp,
-                    reason=expiry_reason(task, self.policy),
-                )
-            ]
+            return self.status.for_task(
+                task,
+                EventType.EXPIRED,
+                now,
+                attempt=number,
+                smtp=smtp,
+                reason=expiry_reason(task, self.policy),
+            )
         log.info("delivery_deferred", attempt=number, reason=reason, next_attempt_at=nxt.due_ms)
         retry = dataclasses.replace(task, attempt=number, not_before=nxt.due_ms, mx_hosts=[])
         return [
-            self.status.for_task(
+            *self.status.for_task(
                 task,
                 EventType.DEFERRED,
                 now,

@@ -46,7 +46,10 @@ ACCEPTED_TO_DELIVERED = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 EVENTS_PUBLISHED = Counter(
-    "mailstream_events_total", "EmailEvents published on email.events", ["type", "priority"]
+    "mailstream_events_total",
+    "EmailEvents this process published on email.events (counted as each is handed to the"
+    " producer: a record handled again after a failure counts again)",
+    ["type", "priority"],
 )
 CONSUMER_LAG = Gauge(
     "mailstream_consumer_lag",

@@ -1,22 +1,27 @@
-"""event-publisher: status updates become public EmailEvents, the timeline and suppressions."""
+"""event-publisher: the side effects of a message's events, off their path to email.events.
+
+Each stage publishes its own events (services/common/status.py); what reaches this service
+is the status update of every event with a side effect: its timeline rows, then the
+suppression policy. A status update without the `mailstream.published` header comes from a
+version of a stage that did not publish its events itself (a rolling upgrade): that event is
+published here, after its side effects, as before."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
-from services.common.avro.records import EmailEvent, EventType, StatusUpdate
+from services.common.avro.records import EmailEvent, StatusUpdate
 from services.common.avro.serde import RecordSerde
+from services.common.kafka import headers
 from services.common.kafka.records import Inbound, Output
 from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
 from services.common.metrics import EVENTS_PUBLISHED
+from services.common.status import ROUTINE, public_event
 from services.common.timeline import Timeline
-from services.event_publisher.event_id import event_id
 from services.event_publisher.suppression import SuppressionStore
 
 log = get_logger(__name__)
-_ROUTINE = frozenset({EventType.ACCEPTED, EventType.DELIVERED})
 
 
 class EventPublisherHandler:
@@ -34,29 +39,29 @@ class EventPublisherHandler:
         self._suppressions = suppressions
 
     async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
-        """A step given up on (its timeline or suppression write kept failing) is published
-        all the same: the public event is the outcome its reader waits for."""
-        return [self._output(_event(self._serde.decode(StatusUpdate, inbound.value)))]
+        """A step given up on (its timeline or suppression write kept failing): its event is
+        out all the same, published by its stage, or here if the stage did not."""
+        if _published(inbound):
+            return []
+        return [self._output(public_event(self._serde.decode(StatusUpdate, inbound.value)))]
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
-        event = _event(self._serde.decode(StatusUpdate, inbound.value))
-        # The timeline first: once the public event is out, support can always trace it.
+        event = public_event(self._serde.decode(StatusUpdate, inbound.value))
+        published = _published(inbound)
+        # The timeline first: support can trace what the suppression list then says.
         await self._timeline.record(event)
-        # Then the suppression list, before the event is out: a crash in between replays both.
         if self._suppressions is not None:
             await self._suppressions.on_event(event)
-        EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
-        # Every event is on email.events and in the timeline; the log keeps the exceptions
-        # at info, and the happy path (two events per message) at debug: rendering those
-        # lines was 5% of the event-publisher's CPU.
-        emit = log.debug if event.type in _ROUTINE else log.info
-        emit(
-            "event_published",
+        (log.debug if event.type in ROUTINE else log.info)(
+            "event_recorded",
             message_id=event.message_id,
             type=event.type.value,
             recipient=event.recipient,
             reason=event.reason,
         )
+        if published:
+            return []
+        EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
         return [self._output(event)]
 
     def _output(self, event: EmailEvent) -> Output:
@@ -67,11 +72,5 @@ class EventPublisherHandler:
         )
 
 
-# A status update is the public event without its id: the internal schema carries every
-# other field of EmailEvent, by the same name (tests/unit/test_event_publisher.py holds them
-# to it), so the one conversion needs no field list of its own.
-_CARRIED = tuple(f.name for f in dataclasses.fields(StatusUpdate))
-
-
-def _event(update: StatusUpdate) -> EmailEvent:
-    return EmailEvent(event_id=event_id(update), **{n: getattr(update, n) for n in _CARRIED})
+def _published(inbound: Inbound) -> bool:
+    return any(name == headers.PUBLISHED for name, _ in inbound.headers)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from services.common.avro.records import AcceptedRequest, EmailRequested, EventType
+from services.common.avro.records import AcceptedRequest, EmailEvent, EmailRequested, EventType
 from services.common.avro.serde import RecordSerde
 from services.common.clock import Clock
 from services.common.kafka.records import Inbound, Output
@@ -17,6 +17,7 @@ from services.common.reasons import Reason
 from services.common.status import StatusEmitter
 from services.common.suppressions import SuppressionTable
 from services.common.tenants import TenantDirectory
+from services.common.timeline import Timeline
 from services.ingest.idempotency import Claim, IdempotencyStore
 from services.ingest.validation import validate
 
@@ -34,6 +35,7 @@ class IngestHandler:
         tenants: TenantDirectory,
         claims: IdempotencyStore,
         suppressions: SuppressionTable,
+        timeline: Timeline,
         clock: Clock,
         max_request_bytes: int,
         allow_test_domains: bool = False,
@@ -45,6 +47,7 @@ class IngestHandler:
         self._tenants = tenants
         self._claims = claims
         self._suppressions = suppressions
+        self._timeline = timeline
         self._clock = clock
         self._max_request_bytes = max_request_bytes
         self._allow_test_domains = allow_test_domains
@@ -62,11 +65,10 @@ class IngestHandler:
         """The request given up on is rejected as a whole: no recipient of it is left without
         an outcome, whichever step failed."""
         request = self._serde.decode(EmailRequested, inbound.value)
-        return [
-            self._event(
-                request, EventType.REJECTED, self._clock.now_ms(), reason=Reason.INTERNAL_ERROR
-            )
-        ]
+        now = self._clock.now_ms()
+        return self._publish(
+            self._event(request, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR)
+        )
 
     async def _ingest(self, inbound: Inbound, request: EmailRequested) -> list[Output]:
         now = self._clock.now_ms()
@@ -84,7 +86,9 @@ class IngestHandler:
             reason = verdict.rejected_reason
             # Tags refused for what they hold are not echoed on the event that refuses them.
             echo = reason not in (Reason.TAG_INVALID, Reason.TAGS_TOO_MANY)
-            return [self._event(request, EventType.REJECTED, now, reason=reason, echo_tags=echo)]
+            return self._publish(
+                self._event(request, EventType.REJECTED, now, reason=reason, echo_tags=echo)
+            )
 
         claim = await self._claims.claim(
             tenant_id=request.tenant_id,
@@ -98,23 +102,23 @@ class IngestHandler:
             log.info("duplicate_dropped")
             return []
 
-        outputs = [
+        events = [
             self._event(request, EventType.REJECTED, now, recipient=address, reason=reason)
             for address, reason in verdict.invalid_recipients
         ]
         if request.expires_at is not None and request.expires_at <= now:
-            outputs += [
+            events += [
                 self._event(request, EventType.EXPIRED, now, recipient=r, reason=Reason.EXPIRED)
                 for r in verdict.recipients
             ]
-            return outputs
+            return self._publish(*events)
         suppressed = await self._suppressions.suppressed(
             request.tenant_id, [r.lower() for r in verdict.recipients], now_ms=now
         )
         deliverable = []
         for recipient in verdict.recipients:
             if recipient.lower() in suppressed:
-                outputs.append(
+                events.append(
                     self._event(
                         request,
                         EventType.SUPPRESSED,
@@ -125,7 +129,11 @@ class IngestHandler:
                 )
             else:
                 deliverable.append(recipient)
-                outputs.append(self._event(request, EventType.ACCEPTED, now, recipient=recipient))
+                events.append(self._event(request, EventType.ACCEPTED, now, recipient=recipient))
+        # ACCEPTED is published here and nowhere else (services/common/status.py): its rows
+        # are in the timeline before the event is out, so support can always trace it.
+        await self._timeline.record_all([e for e in events if e.type is EventType.ACCEPTED])
+        outputs = self._publish(*events)
         if deliverable:
             accepted = AcceptedRequest(
                 request=request, priority=self._priority, recipients=deliverable, accepted_at=now
@@ -150,8 +158,8 @@ class IngestHandler:
         recipient: str | None = None,
         reason: Reason | None = None,
         echo_tags: bool = True,
-    ) -> Output:
-        return self._status.output(
+    ) -> EmailEvent:
+        return self._status.event(
             message_id=request.message_id,
             tenant_id=request.tenant_id,
             priority=self._priority,
@@ -161,3 +169,6 @@ class IngestHandler:
             reason=reason,
             tags=request.tags if echo_tags else {},
         )
+
+    def _publish(self, *events: EmailEvent) -> list[Output]:
+        return [output for event in events for output in self._status.publish(event)]

@@ -7,6 +7,7 @@ from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES
 from services.common.suppressions import SuppressionTable
 from services.common.tenants import TenantDirectory
+from services.common.timeline import Timeline
 from services.ingest.config import IngestSettings
 from services.ingest.handler import IngestHandler
 from services.ingest.idempotency import IdempotencyStore
@@ -18,6 +19,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
     tenants = TenantDirectory(session=kernel.cassandra, ttl_s=settings.ingest.tenant_cache_s)
     claims = IdempotencyStore(session=kernel.cassandra)
     suppressions = SuppressionTable(session=kernel.cassandra)
+    timeline = Timeline(session=kernel.cassandra)
     lanes = []
     for priority in PRIORITIES:
         handler = IngestHandler(
@@ -28,6 +30,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
             tenants=tenants,
             claims=claims,
             suppressions=suppressions,
+            timeline=timeline,
             clock=kernel.clock,
             max_request_bytes=settings.max_request_bytes,
             allow_test_domains=settings.ingest.allow_test_domains,

@@ -71,21 +71,19 @@ class Router:
         deadline = self.policy.deadline_for(task)
         if now >= deadline:
             reason = expiry_reason(task, self.policy)
-            return [self.status.for_task(task, EventType.EXPIRED, now, reason=reason)]
+            return self.status.for_task(task, EventType.EXPIRED, now, reason=reason)
         if task.not_before is not None and task.not_before > now:
             return [self._delay(task, task.not_before, now)]
         try:
             plan = await self.planner.plan(task)
         except NoRoute as exc:
-            return [
-                self.status.for_task(
-                    task,
-                    EventType.BOUNCED,
-                    now,
-                    reason=exc.reason,
-                    bounce=Bounce(kind=BounceKind.HARD, category=Reason.BAD_DOMAIN),
-                )
-            ]
+            return self.status.for_task(
+                task,
+                EventType.BOUNCED,
+                now,
+                reason=exc.reason,
+                bounce=Bounce(kind=BounceKind.HARD, category=Reason.BAD_DOMAIN),
+            )
         except DnsTemporaryFailure as exc:
             log.warning("dns_temporary_failure", recipient=task.recipient, error=str(exc))
             return self.retries.failed(task, now, reason=Reason.DNS_TEMPORARY_FAILURE)
@@ -199,18 +197,22 @@ class AcceptedHandler:
 
     def _reject_all(self, accepted: AcceptedRequest, reason: Reason) -> list[Output]:
         request, now = accepted.request, self._router.clock.now_ms()
+        status = self._router.status
         return [
-            self._router.status.output(
-                message_id=request.message_id,
-                tenant_id=request.tenant_id,
-                priority=accepted.priority,
-                type=EventType.REJECTED,
-                occurred_at=now,
-                recipient=recipient,
-                reason=reason,
-                tags=request.tags,
-            )
+            output
             for recipient in accepted.recipients
+            for output in status.publish(
+                status.event(
+                    message_id=request.message_id,
+                    tenant_id=request.tenant_id,
+                    priority=accepted.priority,
+                    type=EventType.REJECTED,
+                    occurred_at=now,
+                    recipient=recipient,
+                    reason=reason,
+                    tags=request.tags,
+                )
+            )
         ]
 
     async def _content(self, request: EmailRequested) -> Rendered:
@@ -238,11 +240,9 @@ class DelayedHandler:
     async def quarantined(self, inbound: Inbound, _error: Exception) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)
         now = self._router.clock.now_ms()
-        return [
-            self._router.status.for_task(
-                task, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR
-            )
-        ]
+        return self._router.status.for_task(
+            task, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR
+        )
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         task = self._router.serde.decode(DeliveryTask, inbound.value)

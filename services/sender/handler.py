@@ -11,6 +11,7 @@ from services.common.avro.records import Bounce, DeliveryTask, EventType, SmtpRe
 from services.common.avro.serde import RecordSerde
 from services.common.clock import Clock
 from services.common.delay import Retries
+from services.common.deliveries import Delivery, DeliveryLedger
 from services.common.errors import TransientError
 from services.common.kafka import lease
 from services.common.kafka.records import Inbound, Output
@@ -22,7 +23,6 @@ from services.common.retry import Backoff
 from services.common.schedule import RetryPolicy
 from services.common.status import StatusEmitter
 from services.mail.dkim import DkimSigner
-from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.egress import Egress, UnknownRoute
 from services.sender.keyring import DkimKeyring
 from services.sender.outcome import Outcome, classify, enhanced_code
@@ -91,9 +91,9 @@ class SenderHandler:
             tenant_id=task.tenant_id, message_id=task.message_id, recipient=task.recipient
         )
         if done is not None:
-            return [self._delivered_event(task, done)]
+            return self._delivered_event(task, done)
         now = self._clock.now_ms()
-        return [self._status.for_task(task, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR)]
+        return self._status.for_task(task, EventType.REJECTED, now, reason=Reason.INTERNAL_ERROR)
 
     async def _deliver(self, task: DeliveryTask) -> list[Output]:
         done = await self._ledger.delivered(
@@ -104,7 +104,7 @@ class SenderHandler:
             # acknowledged: publish that same event again (same attempt, same event_id), never
             # the mail. Without it such a recipient would never reach a terminal event.
             log.info("already_delivered_republished", attempt=done.attempt)
-            return [self._delivered_event(task, done)]
+            return self._delivered_event(task, done)
         signer = await self._keyring.signer(task.sender_domain)
         unusable = self._keyring.unusable(task.sender_domain)
         if unusable is not None:
@@ -144,21 +144,19 @@ class SenderHandler:
             ACCEPTED_TO_DELIVERED.labels(task.priority.value, attempt.provider).observe(
                 max(0, now - task.accepted_at) / 1000
             )
-            return [self._delivered_event(task, delivery)]
+            return self._delivered_event(task, delivery)
         if verdict.outcome is Outcome.BOUNCED:
             log.info("bounced", code=attempt.code, category=verdict.category)
             assert verdict.bounce_kind is not None
-            return [
-                self._status.for_task(
-                    task,
-                    EventType.BOUNCED,
-                    now,
-                    attempt=number,
-                    smtp=reply,
-                    reason=Reason(verdict.category),
-                    bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
-                )
-            ]
+            return self._status.for_task(
+                task,
+                EventType.BOUNCED,
+                now,
+                attempt=number,
+                smtp=reply,
+                reason=Reason(verdict.category),
+                bounce=Bounce(kind=verdict.bounce_kind, category=verdict.category),
+            )
         return self._retries.failed(
             task,
             now,
@@ -207,7 +205,7 @@ class SenderHandler:
                 if self._unrecorded == 0:
                     self._ledger_current.set()
 
-    def _delivered_event(self, task: DeliveryTask, delivery: Delivery) -> Output:
+    def _delivered_event(self, task: DeliveryTask, delivery: Delivery) -> list[Output]:
         reply = SmtpReply(
             code=delivery.code or 250,
             text=delivery.reply,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from services.common.deliveries import DeliveryLedger
 from services.common.kafka.runner import Lane
 from services.common.kernel import Kernel
 from services.common.priority import PRIORITIES
 from services.common.schedule import RetryPolicy
 from services.sender.config import SenderSettings
-from services.sender.deliveries import DeliveryLedger
 from services.sender.egress import Egress
 from services.sender.handler import SenderHandler
 from services.sender.keyring import DkimKeyring

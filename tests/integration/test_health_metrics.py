@@ -47,8 +47,10 @@ def test_ready_and_counting(
     assert _sample(metrics, "mailstream_accepted_to_delivered_seconds_count",
                    priority="TRANSACTIONAL") >= 1  # fmt: skip
     assert _sample(metrics, "mailstream_consumed_total", lane="sender-transactional") >= 1
+    # The sender publishes DELIVERED itself, past the event-publisher (which serves its own).
+    assert _sample(metrics, "mailstream_events_total", type="DELIVERED") >= 1
     published = publisher.http_get("/metrics")[1].decode()
-    assert _sample(published, "mailstream_events_total", type="DELIVERED") >= 1
+    assert _sample(published, "mailstream_ready_check", check="kafka") == 1
 
 
 def test_pool_lag_and_readiness_gauges(

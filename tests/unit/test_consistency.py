@@ -21,6 +21,7 @@ from services.common.cassandra.session import (
     named_rows,
 )
 from services.common.config import CassandraSettings, CommonSettings
+from services.common.deliveries import Delivery, DeliveryLedger
 from services.common.priority import Priority
 from services.common.suppressions import Suppress, SuppressionTable
 from services.common.tenants import TenantDirectory, TenantSpec, TenantTable
@@ -29,7 +30,6 @@ from services.event_publisher.config import SuppressionSettings
 from services.event_publisher.suppression import SuppressionStore
 from services.ingest.idempotency import Claim, IdempotencyStore
 from services.mail.templates import TemplateContent, TemplateStore, TemplateTable
-from services.sender.deliveries import Delivery, DeliveryLedger
 from services.sender.keyring import DkimKeyring
 
 LOCAL_QUORUM, LOCAL_SERIAL = ConsistencyLevel.LOCAL_QUORUM, ConsistencyLevel.LOCAL_SERIAL
@@ -145,6 +145,7 @@ async def _run_every_store(session: AsyncSession) -> None:
     await SuppressionTable(session=session).suppressed("acme", ["bob@example.com"], now_ms=0)
     ledger = DeliveryLedger(session=session)
     await ledger.delivered(tenant_id="acme", message_id="m1", recipient="bob@example.com")
+    await ledger.of_message(tenant_id="acme", message_id="m1")
     await ledger.record(
         tenant_id="acme",
         message_id="m1",

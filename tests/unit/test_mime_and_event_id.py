@@ -3,7 +3,7 @@ from email.policy import default
 
 from services.common.avro.records import EmailRequested, EventType, Recipient, StatusUpdate
 from services.common.priority import Priority
-from services.event_publisher.event_id import event_id
+from services.common.status import event_id
 from services.router.mime import build_mime
 
 REQ = EmailRequested(

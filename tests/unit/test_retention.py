@@ -68,7 +68,11 @@ def test_the_plan_covers_every_table_that_grows_with_traffic_and_no_other() -> N
         "message_tenants",
         "recipient_timeline",
     }
-    assert planned["messages"].ttl_s == planned["deliveries"].ttl_s == 7 * 24 * 3600
+    assert planned["messages"].ttl_s == 7 * 24 * 3600
+    # The ledger holds the timeline's DELIVERED entries: it lasts as long as the timeline.
+    assert planned["deliveries"].ttl_s == planned["message_timeline"].ttl_s == 30 * 24 * 3600
+    longer_dedupe = retention.plan(RetentionSettings(dedupe_ttl_s=40 * 24 * 3600))
+    assert {t.table: t.ttl_s for t in longer_dedupe}["deliveries"] == 40 * 24 * 3600
     assert planned["message_timeline"].compaction["class"] == "TimeWindowCompactionStrategy"
     assert planned["deliveries"].compaction["class"] == "LeveledCompactionStrategy"
 

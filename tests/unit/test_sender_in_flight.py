@@ -9,19 +9,18 @@ import asyncio
 from typing import Any
 
 from services.common.avro.codec import AvroCodec
-from services.common.avro.records import DeliveryTask, EventType, MxHost, StatusUpdate
+from services.common.avro.records import DeliveryTask, EmailEvent, EventType, MxHost
 from services.common.avro.registry import SchemaRegistry
 from services.common.avro.serde import RecordSerde
 from services.common.clock import SystemClock
 from services.common.config import REPO_ROOT, CommonSettings
+from services.common.deliveries import Delivery
 from services.common.kafka.records import Inbound
 from services.common.kafka.topics import Topics
 from services.common.priority import Priority
 from services.common.routing import RoutingSettings
 from services.common.schedule import RetryPolicy
-from services.common.status import StatusEmitter
-from services.event_publisher.event_id import event_id
-from services.sender.deliveries import Delivery
+from services.common.status import StatusEmitter, event_id
 from services.sender.egress import Egress
 from services.sender.handler import SenderHandler
 from services.sender.smtp import Attempt
@@ -110,11 +109,13 @@ async def test_a_copy_in_flight_is_sent_once() -> None:
 
     first, copy = await asyncio.gather(handler(inbound(1)), handler(inbound(2)))
     assert pool.sends == 1
+    # DELIVERED goes straight to email.events (its fact is the ledger row): no status update.
     assert len(first) == 1 and len(copy) == 1
-    sent, again = (serde.decode(StatusUpdate, out[0].value) for out in (first, copy))
+    assert first[0].topic == copy[0].topic == topics.events
+    sent, again = (serde.decode(EmailEvent, out[0].value) for out in (first, copy))
     assert sent.type is EventType.DELIVERED and sent == again
-    assert event_id(sent) == event_id(again)
+    assert sent.event_id == event_id(sent) == event_id(again)
 
     # A later redelivery (the sender died before the status was acknowledged) does the same.
     later = await handler(inbound(3))
-    assert pool.sends == 1 and serde.decode(StatusUpdate, later[0].value) == sent
+    assert pool.sends == 1 and serde.decode(EmailEvent, later[0].value) == sent

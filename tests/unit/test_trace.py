@@ -11,7 +11,8 @@ import click
 import pytest
 
 from services.cli import trace
-from services.common.timeline import Timeline
+from services.common.cassandra.session import named_rows
+from services.common.timeline import _EVENT_COLUMNS, Timeline
 
 
 class Session:
@@ -73,3 +74,62 @@ def test_a_message_id_of_several_tenants_asks_for_one() -> None:
         trace._one_tenant(_timeline(session), "m1")
     assert trace._one_tenant(_timeline(Session(tenants=("acme",))), "m1") == "acme"
     assert trace._one_tenant(_timeline(Session()), "m1") is None
+
+
+class MessageSession:
+    """Answers a message's timeline rows and its deliveries from the ledger."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], deliveries: list[Any]) -> None:
+        self.rows, self.deliveries = rows, deliveries
+
+    async def execute(self, cql: str, params: tuple[Any, ...]) -> list[Any]:
+        if "FROM message_timeline" in cql:
+            return named_rows(_EVENT_COLUMNS, self.rows)
+        assert "FROM deliveries" in cql and params == ("acme", "m1")
+        return self.deliveries
+
+
+def _at(second: int) -> dt.datetime:
+    return dt.datetime(2026, 12, 1, 12, 0, second)
+
+
+def _delivery(recipient: str, second: int) -> Any:
+    return SimpleNamespace(
+        recipient=recipient, delivered_at=_at(second), attempt=2, mx_host="mx.example.org",
+        smtp_code=250, smtp_reply="2.0.0 queued", tls_version="TLSv1.3",
+    )  # fmt: skip
+
+
+def _event_row(recipient: str, type: str, second: int) -> tuple[Any, ...]:
+    return (_at(second), "acme", "critical", recipient, type, 0, None, None, None, None, None)
+
+
+def test_a_message_s_deliveries_come_from_the_ledger_in_time_order() -> None:
+    session = MessageSession(
+        [
+            _event_row("a@example.org", "ACCEPTED", 1),
+            _event_row("b@example.org", "ACCEPTED", 1),
+            _event_row("b@example.org", "DEFERRED", 3),
+        ],
+        [_delivery("a@example.org", 2), _delivery("b@example.org", 9)],
+    )
+    rows = asyncio.run(_timeline(session).events("acme", "m1"))  # type: ignore[arg-type]
+    assert [(r.recipient, r.type, r.occurred_at.second) for r in rows] == [
+        ("a@example.org", "ACCEPTED", 1),
+        ("b@example.org", "ACCEPTED", 1),
+        ("a@example.org", "DELIVERED", 2),
+        ("b@example.org", "DEFERRED", 3),
+        ("b@example.org", "DELIVERED", 9),
+    ]
+    delivered = rows[2]
+    assert (delivered.priority, delivered.attempt, delivered.smtp_code) == ("critical", 2, 250)
+    assert (delivered.mx_host, delivered.smtp_text) == ("mx.example.org", "2.0.0 queued")
+
+
+def test_a_delivered_row_of_an_older_version_is_shown_once() -> None:
+    session = MessageSession(
+        [_event_row("a@example.org", "ACCEPTED", 1), _event_row("a@example.org", "DELIVERED", 2)],
+        [_delivery("a@example.org", 2)],
+    )
+    rows = asyncio.run(_timeline(session).events("acme", "m1"))  # type: ignore[arg-type]
+    assert [r.type for r in rows] == ["ACCEPTED", "DELIVERED"]

@@ -44,7 +44,8 @@ class RetentionSettings(BaseModel):
     dedupe_ttl_s: int = Field(default=7 * DAY, gt=0, le=MAX_TTL_S)
     # The least the dedupe window must exceed that: the last retry tier, an outage, a replay.
     dedupe_margin_s: int = Field(default=1 * DAY, ge=3600)
-    # The timeline behind `mailstream trace` (events, by-recipient index, message id lookup).
+    # The timeline behind `mailstream trace` (events, by-recipient index, message id lookup);
+    # the delivery ledger, which holds its DELIVERED entries, is kept as long if this is longer.
     timeline_ttl_s: int = Field(default=30 * DAY, gt=0, le=MAX_TTL_S)
     # gc_grace_seconds of the tables above: they are written only with a TTL and never
     # deleted, so nothing a repair must propagate is lost by purging expired rows sooner than
@@ -97,13 +98,20 @@ def plan(settings: RetentionSettings) -> tuple[TableRetention, ...]:
     compaction keeps such a point read to about one SSTable per level, and compacts steadily,
     so expired rows leave soon after their TTL. The timeline is written once per event and
     read rarely, by partition, and all of it expires at the same age: time windows let a
-    window of expired SSTables be dropped whole, with no compaction at all.
+    window of expired SSTables be dropped whole, with no compaction at all. The ledger is
+    also the timeline's record of each delivery (services/common/timeline.py): it is kept
+    as long as the longer of the two.
     """
     grace = settings.expired_gc_grace_s
     dedupe, ttl = settings.dedupe_ttl_s, settings.timeline_ttl_s
     return (
         *(
-            TableRetention(table=t, ttl_s=dedupe, gc_grace_s=grace, compaction=leveled())
+            TableRetention(
+                table=t,
+                ttl_s=max(dedupe, ttl) if t == "deliveries" else dedupe,
+                gc_grace_s=grace,
+                compaction=leveled(),
+            )
             for t in DEDUPE_TABLES
         ),
         *(

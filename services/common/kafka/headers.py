@@ -20,3 +20,8 @@ DUE_AT = "mailstream.due-at"
 
 # On a record `mailstream dlq replay` republished: "<dlq topic>:<partition>:<offset>".
 REPLAYED_FROM = "mailstream.replayed-from"
+
+# On a status update whose public event its stage has published itself: the event-publisher
+# keeps the timeline and applies suppression, and does not publish it again. A status update
+# without it (from a version before direct publishing) is published by the event-publisher.
+PUBLISHED = "mailstream.published"
