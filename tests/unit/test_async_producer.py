@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError
 
 import services.common.kafka.producer as producer_module
 from services.common.errors import DeliveryFailed
+from services.common.handoff import LoopHandoff
 from services.common.kafka.producer import AsyncProducer
 from services.common.kafka.records import Output
 
@@ -70,13 +71,13 @@ async def test_outputs_go_out_in_order_and_resolve_on_their_reports(
     fake: list[FakeProducer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handed: list[int] = []
-    real = producer_module._settle_all
+    real = LoopHandoff._drain
 
-    def counting(settled: list[Any]) -> None:
-        handed.append(len(settled))
-        real(settled)
+    def counting(self: LoopHandoff) -> None:
+        handed.append(len(self._posted))
+        real(self)
 
-    monkeypatch.setattr(producer_module, "_settle_all", counting)
+    monkeypatch.setattr(LoopHandoff, "_drain", counting)
     producer = AsyncProducer(config={})
     fake[0].release.clear()
     producer.start()

@@ -33,6 +33,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, _clean
 
 from services.common.config import CassandraSettings
 from services.common.errors import KeyspaceMissing, TransientError
+from services.common.handoff import LoopHandoff
 from services.common.retry import with_retries
 
 # Driver errors that mean "Cassandra is unavailable for now", turned into TransientError: no
@@ -152,6 +153,15 @@ class AsyncSession:
         self._session = session
         self._attempts = attempts
         self._prepared: dict[str, PreparedStatement] = {}
+        self._handoff: LoopHandoff | None = None
+
+    def _handoff_to(self, loop: asyncio.AbstractEventLoop) -> LoopHandoff:
+        """The driver's I/O thread settles results through this (one per loop: the CLI runs
+        a loop per command)."""
+        handoff = self._handoff
+        if handoff is None or handoff.loop is not loop:
+            handoff = self._handoff = LoopHandoff(loop)
+        return handoff
 
     @property
     def raw(self) -> Session:
@@ -187,6 +197,7 @@ class AsyncSession:
 
     async def _run_once(self, statement: Any, params: tuple[Any, ...] | None = None) -> list[Any]:
         loop = asyncio.get_running_loop()
+        handoff = self._handoff_to(loop)
         future: asyncio.Future[list[Any]] = loop.create_future()
         try:
             response = self._session.execute_async(
@@ -204,7 +215,7 @@ class AsyncSession:
             if response.has_more_pages:
                 response.start_fetching_next_page()
             else:
-                loop.call_soon_threadsafe(_set, future, rows)
+                handoff.post(_set, future, rows)
 
         def err(exc: BaseException) -> None:
             wrapped = (
@@ -212,7 +223,7 @@ class AsyncSession:
                 if isinstance(exc, TRANSIENT)
                 else exc
             )
-            loop.call_soon_threadsafe(_fail, future, wrapped)
+            handoff.post(_fail, future, wrapped)
 
         response.add_callbacks(ok, err)
         return await future

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import threading
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from services.common.errors import DeliveryFailed, FatalError, OutputRefused
+from services.common.handoff import LoopHandoff
 from services.common.kafka.records import Output
 from services.common.logging import get_logger
 
@@ -18,43 +18,33 @@ log = get_logger(__name__)
 
 
 class AsyncProducer:
-    """One per process. A background thread serves delivery callbacks and hands what they
-    settled to the event loop in one call per poll, so an awaited produce resolves as soon
-    as the broker acknowledges it (acks=all), without a wake-up of the loop per record."""
+    """One per process. A background thread serves delivery callbacks; what they settle
+    reaches the event loop through a LoopHandoff (one wake-up per burst of reports), so an
+    awaited produce resolves as soon as the broker acknowledges it (acks=all)."""
 
     def __init__(self, *, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handoff: LoopHandoff | None = None
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        # (future, error) of each delivery report, appended on whichever thread serves the
-        # reports (the poll thread, or flush's), taken off by the poll thread.
-        self._settled: collections.deque[tuple[asyncio.Future[None], KafkaError | None]] = (
-            collections.deque()
-        )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._handoff = LoopHandoff(self._loop)
         self._thread = threading.Thread(target=self._serve, name="producer-poll", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(0.05)
-            self._hand_over()
-        self._hand_over()  # what a last flush settled
-
-    def _hand_over(self) -> None:
-        batch = []
-        while self._settled:
-            batch.append(self._settled.popleft())
-        if batch and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(_settle_all, batch)
 
     def _delivered(
         self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message
     ) -> None:
-        self._settled.append((future, err))
+        # On whichever thread serves the reports: the poll thread, or flush's.
+        assert self._handoff is not None
+        self._handoff.post(_settle, future, err)
 
     def reachable(self, timeout_s: float) -> bool:
         """Whether a broker answers a metadata request now (blocking: call off the loop)."""
@@ -132,11 +122,10 @@ def delivery_error(err: KafkaError) -> Exception:
     return DeliveryFailed(text)
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
-    for future, err in settled:
-        if future.done():
-            continue
-        if err is None:
-            future.set_result(None)
-        else:
-            future.set_exception(delivery_error(err))
+def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(delivery_error(err))
