@@ -46,6 +46,13 @@ class FakeProducer:
             threading.Event().wait(min(timeout, 0.01))
         return len(pending)
 
+    def purge(self, *, in_queue: bool, in_flight: bool, blocking: bool) -> None:
+        self.purged = (in_queue, in_flight)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.pending)
+
     def flush(self, timeout: float) -> int:
         self.poll(0)
         return 0
@@ -102,5 +109,31 @@ async def test_a_failed_report_fails_the_wait(fake: list[FakeProducer]) -> None:
         fake[0].fail.add(b"bad")
         with pytest.raises(DeliveryFailed, match="_MSG_TIMED_OUT"):
             await asyncio.wait_for(producer.produce_all([_out(b"ok"), _out(b"bad")]), 5)
+    finally:
+        await producer.close()
+
+
+async def test_a_delivery_timeout_replaces_the_client_once_and_the_next_outputs_use_the_new_one(
+    fake: list[FakeProducer],
+) -> None:
+    producer = AsyncProducer(config={})
+    producer.start()
+    try:
+        fake[0].fail.add(b"stuck")
+        with pytest.raises(DeliveryFailed, match="_MSG_TIMED_OUT"):
+            await asyncio.wait_for(producer.produce(_out(b"stuck")), 5)
+        for _ in range(100):  # the replacement runs on the loop just after the report
+            if len(fake) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(fake) == 2 and fake[0].purged == (True, False)
+        await asyncio.wait_for(producer.produce(_out(b"next")), 5)
+        assert fake[1].produced == [b"next"] and b"next" not in fake[0].produced
+        # Another timeout within the minute keeps the new client.
+        fake[1].fail.add(b"again")
+        with pytest.raises(DeliveryFailed):
+            await asyncio.wait_for(producer.produce(_out(b"again")), 5)
+        await asyncio.sleep(0.05)
+        assert len(fake) == 2
     finally:
         await producer.close()

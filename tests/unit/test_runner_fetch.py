@@ -8,6 +8,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from services.common.config import KafkaSettings
 from services.common.kafka.runner import Lane, LaneRunner, Precedence
 from services.common.priority import Priority
@@ -149,3 +151,30 @@ async def _start(runner: LaneRunner, work: Any) -> asyncio.Task[None]:
     runner._tasks.add(task)
     task.add_done_callback(runner._tasks.discard)
     return task
+
+
+class Member:
+    def __init__(self, member_id: str | None) -> None:
+        self.member_id = member_id
+
+    def memberid(self) -> str | None:
+        return self.member_id
+
+
+async def test_a_consumer_out_of_its_group_for_a_minute_is_to_be_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = _runner(Priority.BULK, _precedence())
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    out, joined = Member(None), Member("m-1")
+    assert not runner._out_of_group(out)  # type: ignore[arg-type]  # first seen out
+    clock[0] += 59
+    assert not runner._out_of_group(out)  # type: ignore[arg-type]
+    clock[0] += 2
+    assert runner._out_of_group(out)  # type: ignore[arg-type]
+    # A member (even one given no partitions, as an idle replica is) is never replaced,
+    # and being in the group again starts the count afresh.
+    assert not runner._out_of_group(joined)  # type: ignore[arg-type]
+    clock[0] += 61
+    assert not runner._out_of_group(out)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -15,6 +16,7 @@ from services.common.kafka.records import Output
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
+_REPLACE_EVERY_S = 60.0
 
 
 class AsyncProducer:
@@ -23,11 +25,16 @@ class AsyncProducer:
     awaited produce resolves as soon as the broker acknowledges it (acks=all)."""
 
     def __init__(self, *, config: dict[str, Any]) -> None:
+        self._config = config
         self._producer = Producer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoff: LoopHandoff | None = None
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        # Producers replaced after a delivery timed out, polled until their purged
+        # messages have reported (then dropped). Appended on the loop, read by the poll thread.
+        self._retired: list[Any] = []
+        self._replaced_at = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -38,13 +45,45 @@ class AsyncProducer:
     def _serve(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(0.05)
+            for old in list(self._retired):
+                old.poll(0)
+                if len(old) == 0:
+                    self._retired.remove(old)
 
     def _delivered(
-        self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message
+        self, future: asyncio.Future[None], client: Any, err: KafkaError | None, _msg: Message
     ) -> None:
         # On whichever thread serves the reports: the poll thread, or flush's.
         assert self._handoff is not None
+        if err is not None and client is not self._producer:
+            # A retired client's last reports: a failed wait, to be tried again, whatever
+            # librdkafka says of the client it gave up.
+            self._handoff.post(_settle_failed, future, err)
+            return
         self._handoff.post(_settle, future, err)
+        if err is not None and err.code() == KafkaError._MSG_TIMED_OUT:
+            self._handoff.post(self._replace, client)
+
+    def _replace(self, client: Any) -> None:
+        """On the loop, after a delivery timed out: a new client in place of this one.
+
+        librdkafka's idempotent producer can stay wedged after its broker restarted with
+        requests in flight: every message after that times out too, though the broker is
+        back (seen in the chaos test that restarts the broker under load), and the lanes
+        would wait for ever. Outputs queued in the old client are purged (their waits fail,
+        and their records are handled again, as after any failed delivery); the next ones
+        go to the new client, which asks the broker for a new producer id. At most once a
+        minute: during a real outage the new client waits like the old one."""
+        now = time.monotonic()
+        if client is not self._producer or now - self._replaced_at < _REPLACE_EVERY_S:
+            return
+        self._replaced_at = now
+        old, self._producer = self._producer, Producer(self._config)
+        log.warning("producer_replaced", reason="delivery timed out", queued=len(old))
+        # What waits in its queue fails now; what is in flight reports (or times out) as
+        # the old client is polled until it holds nothing.
+        old.purge(in_queue=True, in_flight=False, blocking=False)
+        self._retired.append(old)
 
     def reachable(self, timeout_s: float) -> bool:
         """Whether a broker answers a metadata request now (blocking: call off the loop)."""
@@ -76,7 +115,7 @@ class AsyncProducer:
                     value=output.value,
                     key=output.key,
                     headers=output.headers,  # type: ignore[arg-type]
-                    on_delivery=functools.partial(self._delivered, future),
+                    on_delivery=functools.partial(self._delivered, future, self._producer),
                 )
                 return future
             except BufferError:  # local queue full: let the poll thread drain it
@@ -120,6 +159,11 @@ def delivery_error(err: KafkaError) -> Exception:
     if err.code() in _REFUSED:
         return OutputRefused(text)
     return DeliveryFailed(text)
+
+
+def _settle_failed(future: asyncio.Future[None], err: KafkaError) -> None:
+    if not future.done():
+        future.set_exception(DeliveryFailed(f"{err.name()}: {err.str()}"))
 
 
 def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -56,6 +57,7 @@ from services.common.retry import Backoff
 log = get_logger(__name__)
 T = TypeVar("T")
 _WAIT_S = 0.1  # the longest a consumer call blocks, so stop and pauses are seen promptly
+_REJOIN_S = 60.0  # out of its group this long with the broker up: a new consumer
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class LaneRunner:
         # The first offset fetched per partition since it was assigned: the group's committed
         # offset then, until this lane commits one of its own.
         self._first_seen: dict[TopicPartitionKey, int] = {}
+        self._out_since: float | None = None  # monotonic time it was last seen out of its group
 
     @property
     def rank(self) -> int | None:
@@ -202,6 +205,8 @@ class LaneRunner:
             if time.monotonic() - last_lag >= self._settings.lag_interval_s:
                 await self._call(self._measure_lag, consumer)
                 last_lag = time.monotonic()
+                if await self._call(self._out_of_group, consumer):
+                    consumer = await self._replace_consumer(consumer)
             await self._resume_due()
             if self._free() <= 0:
                 self._room.clear()
@@ -213,6 +218,31 @@ class LaneRunner:
             if time.monotonic() - last_commit >= self._settings.commit_interval_s:
                 await self._commit()
                 last_commit = time.monotonic()
+
+    def _out_of_group(self, consumer: Consumer) -> bool:
+        """On the consumer thread: whether this consumer has been out of its group (no
+        member id: not joined, whether or not it would get partitions) for longer than
+        _REJOIN_S while the infrastructure is up. librdkafka 2.16 can leave a consumer
+        unable to reach its group coordinator after the broker restarted (its requests
+        wait in the coordinator connection's queue and time out, again and again): the lane
+        would then never consume again. A new consumer joins afresh."""
+        now = time.monotonic()
+        if consumer.memberid() or not self._infrastructure_up():
+            self._out_since = None
+            return False
+        if self._out_since is None:
+            self._out_since = now
+        return now - self._out_since > _REJOIN_S
+
+    async def _replace_consumer(self, old: Consumer) -> Consumer:
+        log.warning("consumer_replaced", lane=self._lane.name, out_of_group_s=_REJOIN_S)
+        self._out_since = None
+        # Nothing is assigned to it, so nothing of it is in flight; its close may wait on
+        # the coordinator it cannot reach, so it closes on a thread of its own.
+        self._drop(list(self._assigned))
+        threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+        self._consumer = await self._call(self._make_consumer)
+        return self._consumer
 
     def _free(self) -> int:
         """How many more messages this lane may take now."""
@@ -669,6 +699,11 @@ class LaneRunner:
             await self._call(consumer.close)
         self._executor.shutdown(wait=False)
         log.info("lane_stopped", lane=self._lane.name, failed=self._failure is not None)
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    with contextlib.suppress(Exception):
+        consumer.close()
 
 
 def _digest(error: BaseException) -> str:
