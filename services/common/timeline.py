@@ -10,12 +10,11 @@ message by its ACCEPTED and its other events, and `by_recipient` merges the ledg
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from services.common.avro.records import EmailEvent, EventType
-from services.common.cassandra.session import AsyncSession, named_rows
+from services.common.cassandra.session import AsyncSession, cql_from_ms, named_rows
 from services.common.deliveries import DeliveryLedger
 
 _EVENT = (
@@ -65,7 +64,6 @@ MAX_SMTP_TEXT = 4000
 # Events per request when many are written at once (a request's recipients, up to 100): each
 # event is two or three rows of well under 10 KB, far below the 50 KiB batch limit.
 _EVENTS_PER_BATCH = 4
-_EPOCH = dt.datetime(1970, 1, 1)
 
 # Longer than any valid address (RFC 5321 allows 254 octets); Cassandra refuses keys over 64 KiB.
 _MAX_INDEXED_OCTETS = 1024
@@ -118,7 +116,7 @@ class Timeline:
         priority = {r.recipient: r.priority for r in rows}
         merged = [
             (
-                _EPOCH + dt.timedelta(milliseconds=d.at_ms),
+                cql_from_ms(d.at_ms),
                 tenant_id,
                 priority.get(recipient, rows[0].priority if rows else ""),
                 recipient,
@@ -164,7 +162,7 @@ class Timeline:
             *(self._ledger.of_message(tenant_id=t, message_id=m) for t, m in wanted)
         )
         rows = [
-            (_EPOCH + dt.timedelta(milliseconds=d.at_ms), t, m, EventType.DELIVERED.value)
+            (cql_from_ms(d.at_ms), t, m, EventType.DELIVERED.value)
             for (t, m), delivered in zip(wanted, ledgers, strict=True)
             for recipient, d in delivered
             if recipient.lower() == address

@@ -245,3 +245,8 @@ _EPOCH = dt.datetime(1970, 1, 1)
 def ms_from_cql(value: dt.datetime) -> int:
     """The driver returns timestamps as naive UTC datetimes."""
     return (value.replace(tzinfo=None) - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def cql_from_ms(ms: int) -> dt.datetime:
+    """Epoch ms as the driver returns a timestamp (a naive UTC datetime)."""
+    return _EPOCH + dt.timedelta(milliseconds=ms)
