@@ -19,6 +19,7 @@ from services.common.avro.records import (
     Bounce,
     DeliveryTask,
     EmailEvent,
+    EmailRequested,
     EventType,
     SmtpReply,
     StatusUpdate,
@@ -100,17 +101,48 @@ class StatusEmitter:
             )
         )
 
+    def for_request(
+        self,
+        request: EmailRequested,
+        priority: Priority,
+        type: EventType,
+        now: int,
+        *,
+        recipient: str | None = None,
+        reason: Reason | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> EmailEvent:
+        """An event of a whole request or of one of its recipients; tags default to the
+        request's."""
+        return self.event(
+            message_id=request.message_id,
+            tenant_id=request.tenant_id,
+            priority=priority,
+            type=type,
+            occurred_at=now,
+            recipient=recipient,
+            reason=reason,
+            tags=request.tags if tags is None else tags,
+        )
+
+    def public(self, event: EmailEvent) -> Output:
+        """The event on email.events, counted as published by this process."""
+        EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
+        return Output(
+            topic=self._topics.events,
+            key=event.message_id.encode(),
+            value=self._serde.encode(event),
+        )
+
     def publish(self, event: EmailEvent) -> list[Output]:
         """The event on email.events, and unless it is routine, its status update for the
         event-publisher's side effects (marked as published: the publisher must not repeat it)."""
-        key = event.message_id.encode()
-        EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
-        outputs = [Output(topic=self._topics.events, key=key, value=self._serde.encode(event))]
+        outputs = [self.public(event)]
         if event.type not in ROUTINE:
             outputs.append(
                 Output(
                     topic=self._topics.status(event.priority),
-                    key=key,
+                    key=event.message_id.encode(),
                     value=self._serde.encode(status_of(event)),
                     headers=[(headers.PUBLISHED, b"1")],
                 )

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.common.avro.records import EmailEvent, StatusUpdate
+from services.common.avro.records import StatusUpdate
 from services.common.avro.serde import RecordSerde
 from services.common.kafka import headers
 from services.common.kafka.records import Inbound, Output
-from services.common.kafka.topics import Topics
 from services.common.logging import get_logger
-from services.common.metrics import EVENTS_PUBLISHED
-from services.common.status import ROUTINE, public_event
+from services.common.status import ROUTINE, StatusEmitter, public_event
 from services.common.timeline import Timeline
 from services.event_publisher.suppression import SuppressionStore
 
@@ -29,12 +27,12 @@ class EventPublisherHandler:
         self,
         *,
         serde: RecordSerde,
-        topics: Topics,
+        status: StatusEmitter,
         timeline: Timeline,
         suppressions: SuppressionStore | None = None,
     ) -> None:
         self._serde = serde
-        self._topics = topics
+        self._status = status
         self._timeline = timeline
         self._suppressions = suppressions
 
@@ -43,7 +41,7 @@ class EventPublisherHandler:
         out all the same, published by its stage, or here if the stage did not."""
         if _published(inbound):
             return []
-        return [self._output(public_event(self._serde.decode(StatusUpdate, inbound.value)))]
+        return [self._status.public(public_event(self._serde.decode(StatusUpdate, inbound.value)))]
 
     async def __call__(self, inbound: Inbound) -> Sequence[Output]:
         event = public_event(self._serde.decode(StatusUpdate, inbound.value))
@@ -59,17 +57,7 @@ class EventPublisherHandler:
             recipient=event.recipient,
             reason=event.reason,
         )
-        if published:
-            return []
-        EVENTS_PUBLISHED.labels(event.type.value, event.priority.value).inc()
-        return [self._output(event)]
-
-    def _output(self, event: EmailEvent) -> Output:
-        return Output(
-            topic=self._topics.events,
-            key=event.message_id.encode(),
-            value=self._serde.encode(event),
-        )
+        return [] if published else [self._status.public(event)]
 
 
 def _published(inbound: Inbound) -> bool:

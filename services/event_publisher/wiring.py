@@ -16,7 +16,7 @@ def build_lanes(kernel: Kernel) -> list[Lane]:
     assert isinstance(settings, EventPublisherSettings)
     handler = EventPublisherHandler(
         serde=kernel.serde,
-        topics=kernel.topics,
+        status=kernel.status,
         timeline=Timeline(session=kernel.cassandra),
         suppressions=SuppressionStore(session=kernel.cassandra, settings=settings.suppression),
     )

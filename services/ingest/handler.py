@@ -159,15 +159,14 @@ class IngestHandler:
         reason: Reason | None = None,
         echo_tags: bool = True,
     ) -> EmailEvent:
-        return self._status.event(
-            message_id=request.message_id,
-            tenant_id=request.tenant_id,
-            priority=self._priority,
-            type=type,
-            occurred_at=now,
+        return self._status.for_request(
+            request,
+            self._priority,
+            type,
+            now,
             recipient=recipient,
             reason=reason,
-            tags=request.tags if echo_tags else {},
+            tags=None if echo_tags else {},
         )
 
     def _publish(self, *events: EmailEvent) -> list[Output]:

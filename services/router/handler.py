@@ -202,15 +202,13 @@ class AcceptedHandler:
             output
             for recipient in accepted.recipients
             for output in status.publish(
-                status.event(
-                    message_id=request.message_id,
-                    tenant_id=request.tenant_id,
-                    priority=accepted.priority,
-                    type=EventType.REJECTED,
-                    occurred_at=now,
+                status.for_request(
+                    request,
+                    accepted.priority,
+                    EventType.REJECTED,
+                    now,
                     recipient=recipient,
                     reason=reason,
-                    tags=request.tags,
                 )
             )
         ]

@@ -113,7 +113,9 @@ def _inbound(value: bytes, hdrs: list[tuple[str, bytes]]) -> Inbound:
 
 async def test_a_published_event_gets_its_timeline_and_is_not_published_again() -> None:
     timeline = _Timeline()
-    handler = EventPublisherHandler(serde=SERDE, topics=TOPICS, timeline=timeline)  # type: ignore[arg-type]
+    handler = EventPublisherHandler(
+        serde=SERDE, status=StatusEmitter(serde=SERDE, topics=TOPICS), timeline=timeline
+    )  # type: ignore[arg-type]
     event = _emitted(EventType.BOUNCED)
     (_, status) = StatusEmitter(serde=SERDE, topics=TOPICS).publish(event)
     assert await handler(_inbound(status.value, status.headers or [])) == []
@@ -126,7 +128,9 @@ async def test_a_published_event_gets_its_timeline_and_is_not_published_again() 
 @pytest.mark.parametrize("type", [EventType.DELIVERED, EventType.DEFERRED])
 async def test_a_status_of_an_older_stage_is_published_here_as_before(type: EventType) -> None:
     timeline = _Timeline()
-    handler = EventPublisherHandler(serde=SERDE, topics=TOPICS, timeline=timeline)  # type: ignore[arg-type]
+    handler = EventPublisherHandler(
+        serde=SERDE, status=StatusEmitter(serde=SERDE, topics=TOPICS), timeline=timeline
+    )  # type: ignore[arg-type]
     event = _emitted(type)
     value = SERDE.encode(status_of(event))
     (out,) = await handler(_inbound(value, []))
