@@ -6,9 +6,11 @@ timeline (services/common/cassandra/retention.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.cassandra.coalesce import Coalescer
 from services.common.cassandra.session import AsyncSession, ms_from_cql
 
 
@@ -23,13 +25,27 @@ class Delivery:
 
 
 _COLUMNS = "SELECT recipient, delivered_at, attempt, mx_host, smtp_code, smtp_reply, tls_version"
-_ONE = f"{_COLUMNS} FROM deliveries WHERE tenant_id = ? AND message_id = ? AND recipient = ?"
+_RECORD = (
+    "INSERT INTO deliveries (tenant_id, message_id, recipient, delivered_at, attempt,"
+    " mx_host, smtp_code, smtp_reply, tls_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The rows of several tasks of a tenant in one query (every pair of the listed messages and
+# recipients; those that are not a task of the query are left out).
+_SOME = (
+    f"{_COLUMNS}, message_id FROM deliveries"
+    " WHERE tenant_id = ? AND message_id IN ? AND recipient IN ?"
+)
+# Tasks per query: the pairs read are at most the square of it, mostly absent.
+_TASKS_PER_READ = 16
 _OF_MESSAGE = f"{_COLUMNS} FROM deliveries WHERE tenant_id = ? AND message_id = ?"
 
 
 class DeliveryLedger:
     def __init__(self, *, session: AsyncSession) -> None:
         self._session = session
+        self._reads: Coalescer[str, tuple[str, str], Delivery | None] = Coalescer(
+            self._read_some, max_parts=_TASKS_PER_READ
+        )
 
     async def of_message(self, *, tenant_id: str, message_id: str) -> list[tuple[str, Delivery]]:
         """Every recipient of the message delivered so far, with its delivery."""
@@ -39,26 +55,39 @@ class DeliveryLedger:
     async def delivered(
         self, *, tenant_id: str, message_id: str, recipient: str
     ) -> Delivery | None:
-        rows = await self._session.execute(_ONE, (tenant_id, message_id, recipient))
-        return _delivery(rows[0]) if rows else None
+        """The recipient's delivery of the message, if any: read with the other tasks the
+        sender begins at the same moment (services/common/cassandra/coalesce.py)."""
+        return await self._reads(tenant_id, (message_id, recipient))
+
+    async def _read_some(
+        self, tenant_id: str, tasks: Sequence[tuple[str, str]]
+    ) -> list[Delivery | None]:
+        messages = sorted({m for m, _ in tasks})
+        recipients = sorted({r for _, r in tasks})
+        rows = await self._session.execute(_SOME, (tenant_id, messages, recipients))
+        found = {(row.message_id, row.recipient): _delivery(row) for row in rows}
+        return [found.get(task) for task in tasks]
 
     async def record(
         self, *, tenant_id: str, message_id: str, recipient: str, delivery: Delivery
     ) -> None:
-        await self._session.execute(
-            "INSERT INTO deliveries (tenant_id, message_id, recipient, delivered_at, attempt,"
-            " mx_host, smtp_code, smtp_reply, tls_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                tenant_id,
-                message_id,
-                recipient,
-                delivery.at_ms,
-                delivery.attempt,
-                delivery.mx_host,
-                delivery.code,
-                delivery.reply[:500],
-                delivery.tls_version,
-            ),
+        await self._session.write_all(
+            [
+                (
+                    _RECORD,
+                    (
+                        tenant_id,
+                        message_id,
+                        recipient,
+                        delivery.at_ms,
+                        delivery.attempt,
+                        delivery.mx_host,
+                        delivery.code,
+                        delivery.reply[:500],
+                        delivery.tls_version,
+                    ),
+                )
+            ]
         )
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.cassandra.coalesce import Coalescer
 from services.common.cassandra.retention import ttl_until
 from services.common.cassandra.session import AsyncSession, ms_from_cql
 
@@ -55,6 +57,10 @@ _SELECT_SOFT = "SELECT occurred_at FROM soft_bounces WHERE tenant_id = ? AND add
 _DELETE_SOFT = "DELETE FROM soft_bounces WHERE tenant_id = ? AND address = ?"
 
 
+# Addresses per query. A request has at most 100 recipients, which always go in one.
+_ADDRESSES_PER_READ = 500
+
+
 def _ms(value: dt.datetime | None) -> int | None:
     return ms_from_cql(value) if value is not None else None
 
@@ -62,15 +68,28 @@ def _ms(value: dt.datetime | None) -> int | None:
 class SuppressionTable:
     def __init__(self, *, session: AsyncSession) -> None:
         self._session = session
+        self._reads: Coalescer[str, tuple[str, ...], dict[str, int | None]] = Coalescer(
+            self._suppressed_of, max_parts=64, max_weight=_ADDRESSES_PER_READ, weight=len
+        )
 
     async def suppressed(self, tenant_id: str, addresses: list[str], *, now_ms: int) -> set[str]:
-        """Those of the (lower-cased) addresses suppressed for the tenant at now_ms."""
+        """Those of the (lower-cased) addresses suppressed for the tenant at now_ms: read with
+        the other lists of the tenant asked for at the same moment, in one query
+        (services/common/cassandra/coalesce.py)."""
         if not addresses:
             return set()
-        rows = await self._session.execute(_SELECT_MANY, (tenant_id, addresses))
-        return {
-            r.address for r in rows if r.expires_at is None or ms_from_cql(r.expires_at) > now_ms
-        }
+        found = await self._reads(tenant_id, tuple(addresses))
+        return {a for a, expires in found.items() if expires is None or expires > now_ms}
+
+    async def _suppressed_of(
+        self, tenant_id: str, lists: Sequence[tuple[str, ...]]
+    ) -> list[dict[str, int | None]]:
+        """The suppressions of several lists of addresses of a tenant, in one query: each
+        list's (address -> expires_at)."""
+        wanted = sorted({a for addresses in lists for a in addresses})
+        rows = await self._session.execute(_SELECT_MANY, (tenant_id, wanted))
+        listed = {r.address: _ms(r.expires_at) for r in rows}
+        return [{a: listed[a] for a in addresses if a in listed} for addresses in lists]
 
     async def get(self, tenant_id: str, address: str) -> Suppress | None:
         rows = await self._session.execute(_SELECT_ONE, (tenant_id, address))

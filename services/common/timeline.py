@@ -61,10 +61,6 @@ _RECIPIENT_ROWS = (
 # bounded below, an event's batch stays far under Cassandra's 50 KiB batch limit.
 MAX_SMTP_TEXT = 4000
 
-# Events per request when many are written at once (a request's recipients, up to 100): each
-# event is two or three rows of well under 10 KB, far below the 50 KiB batch limit.
-_EVENTS_PER_BATCH = 4
-
 # Longer than any valid address (RFC 5321 allows 254 octets); Cassandra refuses keys over 64 KiB.
 _MAX_INDEXED_OCTETS = 1024
 
@@ -90,16 +86,15 @@ class Timeline:
         await self.record_all([event])
 
     async def record_all(self, events: Sequence[EmailEvent]) -> None:
-        """The rows of these events, a few events per request (one for most messages)."""
+        """The rows of these events, in one request with the other writes of this moment
+        (AsyncSession.write_all)."""
         writes: list[tuple[str, tuple[Any, ...]]] = []
         for event in events:
             for write in _rows(event):
                 if write[0] == _TENANT and write in writes:
                     continue  # the message's tenant row, once
                 writes.append(write)
-        step = 3 * _EVENTS_PER_BATCH
-        for start in range(0, len(writes), step):
-            await self._session.execute_batch(writes[start : start + step])
+        await self._session.write_all(writes)
 
     async def tenants_of(self, message_id: str) -> list[str]:
         """The tenants that have a timeline for this message id (most often one)."""

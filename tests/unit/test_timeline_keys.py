@@ -21,7 +21,7 @@ class Session:
         self.statements.append((cql, params))
         return []
 
-    async def execute_batch(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    async def write_all(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         self.batches += 1
         self.statements.extend(statements)
 
