@@ -23,7 +23,7 @@ class AvroCodec:
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(version.fingerprint)
-        schemaless_writer(buf, version.parsed, record)
+        schemaless_writer(buf, version.compiled, record)
         return buf.getvalue()
 
     def decode(self, full_name: str, data: bytes) -> dict[str, Any]:
@@ -40,7 +40,7 @@ class AvroCodec:
         buf.seek(HEADER_LEN)
         try:
             record = schemaless_reader(
-                buf, writer.parsed, reader.parsed if reader is not writer else None
+                buf, writer.compiled, reader.compiled if reader is not writer else None
             )
         except Exception as exc:  # fastavro raises many kinds on malformed bodies
             detail = f"{type(exc).__name__}: {exc}"

@@ -19,6 +19,13 @@ class SchemaVersion:
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO of the Parsing Canonical Form
     parsed: Any  # as the codec reads and writes it: logical types are plain (see _plain)
     source: Path
+    # `parsed` as fastavro's parse_schema leaves it, marked parsed: given anything else, its
+    # reader and writer parse the schema again on every call, half of their cost.
+    compiled: Any = None
+
+    def __post_init__(self) -> None:
+        if self.compiled is None:
+            object.__setattr__(self, "compiled", fastavro.parse_schema(self.parsed))
 
 
 def schema_fingerprint(parsed: Any) -> bytes:
