@@ -15,6 +15,7 @@ from typing import Any
 from bench.arrivals import ArrivalsMx
 from bench.common import ProcessUsage, emit, percentiles, quiet_logs, stack_pids, wait_until
 from bench.pipeline import Pipeline
+from bench.priority import critical_hops
 from services.common.avro.records import EventType
 from services.common.priority import Priority
 
@@ -43,6 +44,8 @@ def main() -> None:
             usage.start()
             to_mx: list[float] = []
             to_event: list[float] = []
+            probes: dict[str, str] = {}  # message_id -> order
+            sent_at: dict[str, float] = {}  # order -> when the client published it
             with pipeline.client() as client:
                 for i in range(-5, count):  # the first five warm the caches and pools
                     order = f"probe-{tag}-{i}"
@@ -59,16 +62,19 @@ def main() -> None:
 
                     wait_until("its DELIVERED event", lambda: delivered() is not None, 30, 0.002)
                     if i >= 0:
+                        probes[request.message_id], sent_at[order] = order, sent
                         to_mx.append(mx.arrived()[order] - sent)
                         to_event.append((delivered() or 0) / 1000 - sent)
                     time.sleep(0.05)
             processes = usage.stop()
+            hops = critical_hops(pipeline, probes, sent_at, mx.arrived())
         finally:
             pipeline.stop()
     result: dict[str, Any] = {
         "requests": count,
         "request_to_mx_s": percentiles(to_mx),
         "request_to_delivered_event_s": percentiles(to_event),
+        "hop_latency_s": hops,
         "processes": processes,
         # Issue 13: request -> MX at p50 15 ms, p99 50 ms.
         "goals": {"p50_s": GOAL_P50_S, "p99_s": GOAL_P99_S},

@@ -51,7 +51,10 @@ async def build_kernel(
     if connected is None:
         return None
     cluster, session = connected
-    producer = AsyncProducer(config=producer_config(settings.kafka))
+    producer = AsyncProducer(
+        config=producer_config(settings.kafka),
+        urgent_config=producer_config(settings.kafka, urgent=True),
+    )
     return Kernel(
         settings=settings,
         topics=topics,

@@ -20,7 +20,8 @@ from services.common.kafka.records import Output
 class FakeProducer:
     """Queues produce() calls; poll() reports every queued one, failing the keys in `fail`."""
 
-    def __init__(self, _config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
         self.produced: list[bytes | None] = []
         self.pending: list[tuple[bytes | None, Any]] = []
         self.fail: set[bytes] = set()
@@ -135,5 +136,33 @@ async def test_a_delivery_timeout_replaces_the_client_once_and_the_next_outputs_
             await asyncio.wait_for(producer.produce(_out(b"again")), 5)
         await asyncio.sleep(0.05)
         assert len(fake) == 2
+    finally:
+        await producer.close()
+
+
+async def test_urgent_outputs_have_a_client_of_their_own_replaced_on_its_own(
+    fake: list[FakeProducer],
+) -> None:
+    producer = AsyncProducer(config={"linger.ms": 2}, urgent_config={"linger.ms": 0})
+    producer.start()
+    try:
+        bulk, urgent = fake
+        await asyncio.wait_for(producer.produce_all([_out(b"b1"), _out(b"b2")]), 5)
+        await asyncio.wait_for(producer.produce_all([_out(b"u1")], urgent=True), 5)
+        assert bulk.produced == [b"b1", b"b2"] and urgent.produced == [b"u1"]
+        # A timeout on the urgent client replaces it, with the urgent configuration...
+        urgent.fail.add(b"stuck")
+        with pytest.raises(DeliveryFailed, match="_MSG_TIMED_OUT"):
+            await asyncio.wait_for(producer.produce(_out(b"stuck"), urgent=True), 5)
+        for _ in range(100):
+            if len(fake) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(fake) == 3 and urgent.purged == (True, False)
+        await asyncio.wait_for(producer.produce(_out(b"u2"), urgent=True), 5)
+        await asyncio.wait_for(producer.produce(_out(b"b3")), 5)
+        # ...and leaves the other client alone.
+        assert fake[2].config == {"linger.ms": 0}
+        assert fake[2].produced == [b"u2"] and bulk.produced == [b"b1", b"b2", b"b3"]
     finally:
         await producer.close()

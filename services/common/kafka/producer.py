@@ -20,42 +20,62 @@ _REPLACE_EVERY_S = 60.0
 
 
 class AsyncProducer:
-    """One per process. A background thread serves delivery callbacks; what they settle
-    reaches the event loop through a LoopHandoff (one wake-up per burst of reports), so an
-    awaited produce resolves as soon as the broker acknowledges it (acks=all)."""
+    """One per process. A background thread per client serves delivery callbacks; what they
+    settle reaches the event loop through a LoopHandoff (one wake-up per burst of reports),
+    so an awaited produce resolves as soon as the broker acknowledges it (acks=all).
 
-    def __init__(self, *, config: dict[str, Any]) -> None:
-        self._config = config
-        self._producer = Producer(config)
+    Given `urgent_config`, urgent outputs (those of critical lanes) go through a second
+    client of their own: librdkafka's linger is one per client, and the few milliseconds
+    that make the bulk of the traffic cheap are most of a Kafka hop for a lone OTP."""
+
+    def __init__(self, *, config: dict[str, Any], urgent_config: dict[str, Any] | None = None):
+        self._configs = {False: config, True: urgent_config}
+        self._clients: dict[bool, Producer] = {False: Producer(config)}
+        self._clients[True] = (
+            self._clients[False] if urgent_config is None else Producer(urgent_config)
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoff: LoopHandoff | None = None
         self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # Producers replaced after a delivery timed out, polled until their purged
-        # messages have reported (then dropped). Appended on the loop, read by the poll thread.
+        # messages have reported (then dropped). Appended on the loop, read by a poll thread.
         self._retired: list[Any] = []
-        self._replaced_at = 0.0
+        self._replaced_at = {False: 0.0, True: 0.0}
+
+    @property
+    def _kinds(self) -> tuple[bool, ...]:
+        """The keys of the distinct clients: (False,) when urgent outputs share the client."""
+        return (False,) if self._configs[True] is None else (False, True)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._handoff = LoopHandoff(self._loop)
-        self._thread = threading.Thread(target=self._serve, name="producer-poll", daemon=True)
-        self._thread.start()
+        for urgent in self._kinds:
+            name = "producer-poll-urgent" if urgent else "producer-poll"
+            thread = threading.Thread(target=self._serve, args=(urgent,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
-    def _serve(self) -> None:
+    def _serve(self, urgent: bool) -> None:
         while not self._closing.is_set():
-            self._producer.poll(0.05)
+            self._clients[urgent].poll(0.05)
+            if urgent:
+                continue
             for old in list(self._retired):
                 old.poll(0)
                 if len(old) == 0:
                     self._retired.remove(old)
 
+    def _live(self, client: Any) -> bool:
+        return any(client is c for c in self._clients.values())
+
     def _delivered(
         self, future: asyncio.Future[None], client: Any, err: KafkaError | None, _msg: Message
     ) -> None:
-        # On whichever thread serves the reports: the poll thread, or flush's.
+        # On whichever thread serves the reports: a poll thread, or flush's.
         assert self._handoff is not None
-        if err is not None and client is not self._producer:
+        if err is not None and not self._live(client):
             # A retired client's last reports: a failed wait, to be tried again, whatever
             # librdkafka says of the client it gave up.
             self._handoff.post(_settle_failed, future, err)
@@ -73,49 +93,58 @@ class AsyncProducer:
         would wait for ever. Outputs queued in the old client are purged (their waits fail,
         and their records are handled again, as after any failed delivery); the next ones
         go to the new client, which asks the broker for a new producer id. At most once a
-        minute: during a real outage the new client waits like the old one."""
+        minute per client: during a real outage the new client waits like the old one."""
         now = time.monotonic()
-        if client is not self._producer or now - self._replaced_at < _REPLACE_EVERY_S:
+        kinds = [k for k in self._kinds if self._clients[k] is client]
+        if not kinds or now - self._replaced_at[kinds[0]] < _REPLACE_EVERY_S:
             return
-        self._replaced_at = now
-        old, self._producer = self._producer, Producer(self._config)
-        log.warning("producer_replaced", reason="delivery timed out", queued=len(old))
+        (urgent,) = kinds
+        self._replaced_at[urgent] = now
+        config = self._configs[urgent] or self._configs[False]
+        assert config is not None
+        fresh = Producer(config)
+        self._clients[urgent] = fresh
+        if self._configs[True] is None:
+            self._clients[True] = fresh
+        log.warning("producer_replaced", reason="delivery timed out", urgent=urgent,
+                    queued=len(client))  # fmt: skip
         # What waits in its queue fails now; what is in flight reports (or times out) as
         # the old client is polled until it holds nothing.
-        old.purge(in_queue=True, in_flight=False, blocking=False)
-        self._retired.append(old)
+        client.purge(in_queue=True, in_flight=False, blocking=False)
+        self._retired.append(client)
 
     def reachable(self, timeout_s: float) -> bool:
         """Whether a broker answers a metadata request now (blocking: call off the loop)."""
         try:
-            self._producer.list_topics(timeout=timeout_s)
+            self._clients[False].list_topics(timeout=timeout_s)
         except KafkaException:
             return False
         return True
 
-    async def produce(self, output: Output) -> None:
-        await (await self._enqueue(output))
+    async def produce(self, output: Output, *, urgent: bool = False) -> None:
+        await (await self._enqueue(output, urgent))
 
-    async def produce_all(self, outputs: list[Output]) -> None:
+    async def produce_all(self, outputs: list[Output], *, urgent: bool = False) -> None:
         """Queues every output in order, then waits for all their acknowledgements."""
-        futures = [await self._enqueue(o) for o in outputs]
+        futures = [await self._enqueue(o, urgent) for o in outputs]
         if len(futures) == 1:
             await futures[0]
         elif futures:
             await asyncio.gather(*futures)
 
-    async def _enqueue(self, output: Output) -> asyncio.Future[None]:
+    async def _enqueue(self, output: Output, urgent: bool) -> asyncio.Future[None]:
         loop = self._loop
         assert loop is not None, "AsyncProducer.start() was not called"
         future: asyncio.Future[None] = loop.create_future()
         while True:
+            client = self._clients[urgent]
             try:
-                self._producer.produce(
+                client.produce(
                     output.topic,
                     value=output.value,
                     key=output.key,
                     headers=output.headers,  # type: ignore[arg-type]
-                    on_delivery=functools.partial(self._delivered, future, self._producer),
+                    on_delivery=functools.partial(self._delivered, future, client),
                 )
                 return future
             except BufferError:  # local queue full: let the poll thread drain it
@@ -124,7 +153,9 @@ class AsyncProducer:
                 raise delivery_error(exc.args[0]) from exc
 
     async def flush(self, timeout_s: float = 30.0) -> None:
-        remaining = await asyncio.to_thread(self._producer.flush, timeout_s)
+        remaining = 0
+        for urgent in self._kinds:
+            remaining += await asyncio.to_thread(self._clients[urgent].flush, timeout_s)
         if remaining:
             raise DeliveryFailed(f"{remaining} messages undelivered after flush")
 
@@ -133,8 +164,8 @@ class AsyncProducer:
             await self.flush()
         finally:
             self._closing.set()
-            if self._thread is not None:
-                await asyncio.to_thread(self._thread.join, 2.0)
+            for thread in self._threads:
+                await asyncio.to_thread(thread.join, 2.0)
 
 
 # Delivery errors that the same record would meet again however long the lane waited.

@@ -141,6 +141,8 @@ class LaneRunner:
         self._last_take = 0.0  # monotonic time this lane last began a message
         self._settings = settings
         self._producer = producer
+        # A critical lane's outputs go through the producer's unlingered client.
+        self._urgent = lane.priority is Priority.CRITICAL
         self._stop = stop
         self._clock = clock or SystemClock()
         self._max_in_flight = lane.max_in_flight or settings.max_in_flight
@@ -402,7 +404,9 @@ class LaneRunner:
                     else:
                         outputs = await self._outputs(inbound)
                     for stage in sorted({o.stage for o in outputs}):
-                        await self._producer.produce_all([o for o in outputs if o.stage == stage])
+                        await self._producer.produce_all(
+                            [o for o in outputs if o.stage == stage], urgent=self._urgent
+                        )
                 except (FatalError, asyncio.CancelledError):
                     raise
                 except Fenced:

@@ -26,11 +26,12 @@ def _common(s: KafkaSettings) -> dict[str, Any]:
     return conf
 
 
-def producer_config(s: KafkaSettings) -> dict[str, Any]:
+def producer_config(s: KafkaSettings, *, urgent: bool = False) -> dict[str, Any]:
+    """The producer's configuration; urgent: the client for the outputs of critical lanes."""
     return _common(s) | {
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": s.linger_ms,
+        "linger.ms": s.urgent_linger_ms if urgent else s.linger_ms,
         "compression.type": "lz4",
         # Client-side limit; each topic's max.message.bytes is the broker-side one.
         "message.max.bytes": s.max_record_bytes + 64 * 1024,
