@@ -3,6 +3,7 @@ headers and the sender puts in RCPT TO is exactly this normalized form."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -15,6 +16,9 @@ MAX_LOCAL_OCTETS = 64  # RFC 5321 4.5.3.1.1; email-validator leaves it unchecked
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
+# A pure function of its arguments, at 25-37 us a call, and the From address of a tenant's
+# mail is the same on every message (the recipients churn the rest of the cache).
+@functools.lru_cache(maxsize=4096)
 def normalize_address(address: str, *, allow_test_domains: bool = False) -> str | None:
     """The validated, normalized address, or None. Exactly this string is later sent.
     allow_test_domains admits the special-use .test names the local and test stacks use."""
