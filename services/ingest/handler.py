@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import structlog
@@ -90,7 +91,8 @@ class IngestHandler:
                 self._event(request, EventType.REJECTED, now, reason=reason, echo_tags=echo)
             )
 
-        claim = await self._claims.claim(
+        expired = request.expires_at is not None and request.expires_at <= now
+        claiming = self._claims.claim(
             tenant_id=request.tenant_id,
             message_id=request.message_id,
             claimed_by=f"{inbound.topic}:{inbound.partition}:{inbound.offset}",
@@ -98,6 +100,18 @@ class IngestHandler:
             recipients=verdict.recipients,
             accepted_at=now,
         )
+        suppressed: set[str] = set()
+        if expired:
+            claim = await claiming
+        else:
+            # The suppression read does not depend on the claim: both at once, one Cassandra
+            # round trip less before the message moves (wasted only on a duplicate).
+            claim, suppressed = await asyncio.gather(
+                claiming,
+                self._suppressions.suppressed(
+                    request.tenant_id, [r.lower() for r in verdict.recipients], now_ms=now
+                ),
+            )
         if claim is Claim.DUPLICATE:
             log.info("duplicate_dropped")
             return []
@@ -106,15 +120,12 @@ class IngestHandler:
             self._event(request, EventType.REJECTED, now, recipient=address, reason=reason)
             for address, reason in verdict.invalid_recipients
         ]
-        if request.expires_at is not None and request.expires_at <= now:
+        if expired:
             events += [
                 self._event(request, EventType.EXPIRED, now, recipient=r, reason=Reason.EXPIRED)
                 for r in verdict.recipients
             ]
             return self._publish(*events)
-        suppressed = await self._suppressions.suppressed(
-            request.tenant_id, [r.lower() for r in verdict.recipients], now_ms=now
-        )
         deliverable = []
         for recipient in verdict.recipients:
             if recipient.lower() in suppressed:
