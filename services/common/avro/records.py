@@ -189,31 +189,44 @@ RECORD_TYPES: tuple[type[Any], ...] = (
 )
 
 R = TypeVar("R")
+F = TypeVar("F")
 
 
 def to_avro(record: Any) -> dict[str, Any]:
     """A dataclass twin as the dict fastavro writes (enums are str subclasses already)."""
-    writers = _writers(type(record))  # type: ignore[arg-type]  # classes are hashable
+    writers = _per_field(type(record), _writer)  # type: ignore[arg-type]  # classes are hashable
     return {
         name: value if (value := getattr(record, name)) is None or write is None else write(value)
         for name, write in writers
     }
 
 
+def from_avro(cls: type[R], data: dict[str, Any]) -> R:
+    converters = _per_field(cls, _converter)  # type: ignore[arg-type]  # classes are hashable
+    kwargs = {name: convert(data[name]) for name, convert in converters if name in data}
+    return cls(**kwargs)
+
+
 @functools.cache
-def _writers(cls: type[Any]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    """Each field's conversion to what fastavro writes (None: as it is), built once per class
-    like _converters: reflecting on every value was half of an encode."""
+def _per_field(cls: type[Any], build: Callable[[Any], F]) -> tuple[tuple[str, F], ...]:
+    """What `build` makes of each field's type hint, once per class: resolving the hints on
+    every decode was a fifth of the event-publisher's time under load, and reflecting on
+    every value half of an encode."""
     hints = typing.get_type_hints(cls)
-    return tuple((f.name, _writer(hints[f.name])) for f in dataclasses.fields(cls))
+    return tuple((f.name, build(hints[f.name])) for f in dataclasses.fields(cls))
+
+
+def _present(hint: Any) -> Any:
+    """T for an optional T (T | None), else the hint itself."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
 
 
 def _writer(hint: Any) -> Callable[[Any], Any] | None:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _writer(inner[0])
-    if origin is list:
+    """A field's conversion to what fastavro writes; None: written as it is."""
+    hint = _present(hint)
+    if typing.get_origin(hint) is list:
         (item_hint,) = typing.get_args(hint)
         item = _writer(item_hint)
         if item is None:
@@ -224,30 +237,14 @@ def _writer(hint: Any) -> Callable[[Any], Any] | None:
     return None
 
 
-def from_avro(cls: type[R], data: dict[str, Any]) -> R:
-    converters = _converters(cls)  # type: ignore[arg-type]  # classes are hashable
-    kwargs = {name: convert(data[name]) for name, convert in converters if name in data}
-    return cls(**kwargs)
-
-
-@functools.cache
-def _converters(cls: type[Any]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    """Each field's converter from what fastavro read, built once per class: resolving the
-    type hints on every decode was a fifth of the event-publisher's time under load."""
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls))
-
-
 def _identity(value: Any) -> Any:
     return value
 
 
 def _converter(hint: Any) -> Callable[[Any], Any]:
     """None stays None for every type; otherwise the value as the twin's field wants it."""
+    hint = _present(hint)
     origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _converter(inner[0])
     if origin is list:
         (item_hint,) = typing.get_args(hint)
         item = _converter(item_hint)
