@@ -29,11 +29,11 @@ class AsyncProducer:
     that make the bulk of the traffic cheap are most of a Kafka hop for a lone OTP."""
 
     def __init__(self, *, config: dict[str, Any], urgent_config: dict[str, Any] | None = None):
-        self._configs = {False: config, True: urgent_config}
-        self._clients: dict[bool, Producer] = {False: Producer(config)}
-        self._clients[True] = (
-            self._clients[False] if urgent_config is None else Producer(urgent_config)
-        )
+        # Without an urgent configuration, urgent outputs share the one client.
+        self._kinds = (False,) if urgent_config is None else (False, True)
+        self._configs = {False: config, True: urgent_config or config}
+        self._clients = {kind: Producer(self._configs[kind]) for kind in self._kinds}
+        self._clients.setdefault(True, self._clients[False])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoff: LoopHandoff | None = None
         self._closing = threading.Event()
@@ -42,11 +42,6 @@ class AsyncProducer:
         # messages have reported (then dropped). Appended on the loop, read by a poll thread.
         self._retired: list[Any] = []
         self._replaced_at = {False: 0.0, True: 0.0}
-
-    @property
-    def _kinds(self) -> tuple[bool, ...]:
-        """The keys of the distinct clients: (False,) when urgent outputs share the client."""
-        return (False,) if self._configs[True] is None else (False, True)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -100,12 +95,10 @@ class AsyncProducer:
             return
         (urgent,) = kinds
         self._replaced_at[urgent] = now
-        config = self._configs[urgent] or self._configs[False]
-        assert config is not None
-        fresh = Producer(config)
-        self._clients[urgent] = fresh
-        if self._configs[True] is None:
-            self._clients[True] = fresh
+        fresh = Producer(self._configs[urgent])
+        for kind in (False, True):  # both, when they share it
+            if self._clients[kind] is client:
+                self._clients[kind] = fresh
         log.warning("producer_replaced", reason="delivery timed out", urgent=urgent,
                     queued=len(client))  # fmt: skip
         # What waits in its queue fails now; what is in flight reports (or times out) as
