@@ -264,11 +264,17 @@ class LaneRunner:
         messages: list[Message] = await self._call(consumer.consume, self._free(), 0)
         if messages:
             return messages
-        messages = await self._call(consumer.consume, 1, _WAIT_S)
+        return await self._call(self._wait_and_top_up, consumer)
+
+    def _wait_and_top_up(self, consumer: Consumer) -> list[Message]:
+        """On the consumer thread: one message or _WAIT_S, then what else is queued, in one
+        hand-off to the thread (two cost an idle hop 0.2-0.3 ms more). The room is read
+        here, after the wait; the lane's counts it reads are the loop's, read whole."""
+        messages: list[Message] = consumer.consume(1, _WAIT_S)
         more = self._free() - len(messages)
         if messages and more > 0:
             before = {_tp(m): self._generation.get(_tp(m), 0) for m in messages}
-            topped = await self._call(consumer.consume, more, 0)
+            topped = consumer.consume(more, 0)
             # A rebalance served inside the top-up may have taken a partition of the first
             # batch away (and given it back): those messages belong to the old assignment.
             # The new one reads them again from the committed offset, so handling these too
