@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, wait_until
+from bench.peers import DNS_TTL_S, Dns
 from services.client import EmailClient, Priority, TemplateRef, new_request
 from services.common.avro.codec import AvroCodec
 from services.common.avro.records import EmailEvent, EmailRequested
@@ -76,13 +77,18 @@ class Hop:
 
 
 class Pipeline:
-    def __init__(self, *, smtp_port: int, body_bytes: int = 4096, **env: str) -> None:
+    def __init__(
+        self, *, smtp_port: int, body_bytes: int = 4096, dns_ttl_s: int = DNS_TTL_S, **env: str
+    ) -> None:
         run = uuid.uuid4().hex[:8]
         self.folder = Path(tempfile.mkdtemp(prefix=f"bench-{run}-"))
+        self.dns = Dns(ttl_s=dns_ttl_s)
         self.env = base_env(
             MAILSTREAM_KAFKA__TOPIC_PREFIX=f"bench{run}.",
             MAILSTREAM_CASSANDRA__KEYSPACE=f"bench_{run}",
             MAILSTREAM_SMTP__PORT=str(smtp_port),
+            MAILSTREAM_DNS__NAMESERVERS="127.0.0.1",
+            MAILSTREAM_DNS__PORT=str(self.dns.port),
             **env,
         )
         self.settings = settings_from(self.env)
@@ -180,6 +186,7 @@ class Pipeline:
             self.collectors[name] = collector
 
     def start(self) -> None:
+        self.dns.__enter__()
         for module in SERVICES:
             proc = ServiceProcess(
                 module=module, env=self.env, log_path=self.folder / f"{module}.log"
@@ -206,6 +213,7 @@ class Pipeline:
             collector.stop()
         for proc in self.procs.values():
             proc.stop(30)
+        self.dns.__exit__()
 
 
 def wait_for_events(pipeline: Pipeline, done: Any, timeout: float, what: str) -> float:

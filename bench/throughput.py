@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from bench.common import ProcessUsage, emit, percentiles, quiet_logs, stack_pids
-from bench.peers import PostfixRelay, SmtpSink
+from bench.peers import DNS_TTL_S, PostfixRelay, SmtpSink
 from bench.pipeline import Pipeline
 from services.common.avro.records import EventType
 from services.common.priority import Priority
@@ -28,9 +28,15 @@ PRIORITIES = (Priority.TRANSACTIONAL, Priority.BULK, Priority.CRITICAL)
 
 
 def run_mailstream(
-    messages: int, sink_port: int, body_bytes: int, settings: dict[str, str] | None = None
+    messages: int,
+    sink_port: int,
+    body_bytes: int,
+    settings: dict[str, str] | None = None,
+    dns_ttl_s: int = DNS_TTL_S,
 ) -> dict[str, Any]:
-    pipeline = Pipeline(smtp_port=sink_port, body_bytes=body_bytes, **(settings or {}))
+    pipeline = Pipeline(
+        smtp_port=sink_port, body_bytes=body_bytes, dns_ttl_s=dns_ttl_s, **(settings or {})
+    )
     pipeline.provision()
     tag = f"tp{uuid.uuid4().hex[:6]}"
     published_at: dict[str, int] = {}
@@ -206,6 +212,10 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip Postfix (kept as throughput-variant)"
     )
+    parser.add_argument(
+        "--dns-ttl", type=int, default=DNS_TTL_S, metavar="S",
+        help=f"TTL of the zone's records (default {DNS_TTL_S}; another is a variant)",
+    )  # fmt: skip
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.set)
     if bad := [k for k in settings if not k.startswith(SETTABLE)]:
@@ -213,9 +223,9 @@ def main() -> None:
     quiet_logs()
     messages = SHORT if args.short else args.messages
     with SmtpSink() as sink:
-        ours = run_mailstream(messages, sink.port, args.body_bytes, settings)
+        ours = run_mailstream(messages, sink.port, args.body_bytes, settings, args.dns_ttl)
         theirs = None if args.no_reference else run_postfix(messages, sink.port, args.body_bytes)
-    result: dict[str, Any] = {"mailstream": ours, "settings": settings}
+    result: dict[str, Any] = {"mailstream": ours, "settings": settings, "dns_ttl_s": args.dns_ttl}
     if theirs is not None:
         result["postfix"] = theirs
         result["ratio_mailstream_to_postfix"] = round(
@@ -223,7 +233,7 @@ def main() -> None:
         )
     ours["cpu_ms_per_message"] = cpu_per_message(ours["processes"], ours["delivered"])
     result["goals"] = GOALS
-    variant = bool(settings) or args.no_reference
+    variant = bool(settings) or args.no_reference or args.dns_ttl != DNS_TTL_S
     stem = emit("throughput-variant" if variant else "throughput", result, short=args.short)
     plot(result, stem)
 
