@@ -16,14 +16,20 @@ MAX_LOCAL_OCTETS = 64  # RFC 5321 4.5.3.1.1; email-validator leaves it unchecked
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
-# A pure function of its arguments, at 25-37 us a call, and the From address of a tenant's
-# mail is the same on every message (the recipients churn the rest of the cache).
-@functools.lru_cache(maxsize=4096)
 def normalize_address(address: str, *, allow_test_domains: bool = False) -> str | None:
     """The validated, normalized address, or None. Exactly this string is later sent.
     allow_test_domains admits the special-use .test names the local and test stacks use."""
     if not address or len(address) > 4 * MAX_ADDRESS:
-        return None  # before any parser sees it: nothing that long can be valid
+        # Before any parser sees it, and before the cache keeps it as a key: nothing that
+        # long can be valid, and 4,096 keys of a request's size each would be gigabytes.
+        return None
+    return _normalized(address, allow_test_domains)
+
+
+# A pure function of its arguments, at 25-37 us a call, and the From address of a tenant's
+# mail is the same on every message (the recipients churn the rest of the cache).
+@functools.lru_cache(maxsize=4096)
+def _normalized(address: str, allow_test_domains: bool) -> str | None:
     if _INVISIBLE.search(address) or unsafe_text(address):
         return None
     try:

@@ -1,6 +1,6 @@
 import pytest
 
-from services.common.addresses import normalize_address
+from services.common.addresses import _normalized, normalize_address
 from services.common.avro.records import Attachment, EmailRequested, Recipient
 from services.common.header_text import unsafe_text
 from services.common.reasons import Reason
@@ -357,3 +357,13 @@ def test_message_ids_ending_in_a_line_feed_are_refused() -> None:
 def test_a_detail_never_carries_a_raw_control_character_and_is_cut() -> None:
     _, detail = rejection(request(headers={"X-" + "\r\n" * 100: "v"}))
     assert detail.isprintable() and len(detail) <= 80
+
+
+def test_an_address_too_long_to_be_valid_is_refused_before_the_cache_keeps_it() -> None:
+    # The cache of validated addresses holds 4,096 keys: hostile requests with recipients
+    # of a megabyte each must not be able to pin gigabytes in it.
+    _normalized.cache_clear()
+    assert normalize_address("a" * 1_000_000 + "@example.org") is None
+    assert _normalized.cache_info().currsize == 0
+    assert normalize_address("bob@example.org") == "bob@example.org"
+    assert _normalized.cache_info().currsize == 1
