@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 
 from bench.common import REPO, wait_until
 
@@ -34,59 +35,69 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class SmtpSink:
-    """smtp-sink on loopback: answers 250 to everything and keeps nothing."""
+class _LoopbackServer:
+    """A server process of the benchmark's own on a free loopback port: started, and taken
+    for up once the port accepts connections; terminated on stop."""
+
+    name = "server"
 
     def __init__(self) -> None:
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> SmtpSink:
-        # -u nobody: it refuses to run as root; 1024: the listen backlog.
-        self._proc = subprocess.Popen(
-            [SINK, "-u", "nobody", f"127.0.0.1:{self.port}", "1024"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until("smtp-sink", lambda: _listening(self.port), 10)
-        return self
+    def argv(self) -> list[str]:
+        raise NotImplementedError
 
-    def __exit__(self, *_: object) -> None:
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_until(self.name, lambda: _listening(self.port), 10)
+
+    def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait(10)
+            self._proc = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
-class Dns:
+class SmtpSink(_LoopbackServer):
+    """smtp-sink on loopback: answers 250 to everything and keeps nothing."""
+
+    name = "smtp-sink"
+
+    def argv(self) -> list[str]:
+        # -u nobody: it refuses to run as root; 1024: the listen backlog.
+        return [SINK, "-u", "nobody", f"127.0.0.1:{self.port}", "1024"]
+
+
+class Dns(_LoopbackServer):
     """A dnsmasq of the benchmark's own on a loopback port, serving the local stack's zone
     (deploy/local/dnsmasq.conf) with every record's TTL `ttl_s`. The stack's dnsmasq gives its
     local records dnsmasq's default TTL of 0, which the tests want (nothing cached between
     them); under it the router looked up the MX of every message afresh (2 ms of an idle
     message's 23, and a query per message under load), which no real zone asks of it."""
 
+    name = "dnsmasq"
+
     def __init__(self, *, ttl_s: int) -> None:
-        self.port = free_port()
+        super().__init__()
         self.ttl_s = ttl_s
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Dns:
-        self._proc = subprocess.Popen(
-            [
-                DNSMASQ, "-k", f"--conf-file={REPO / 'deploy' / 'local' / 'dnsmasq.conf'}",
-                f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
-                "--no-resolv", "--no-hosts", "--local=/test/", f"--local-ttl={self.ttl_s}",
-                "--pid-file=",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_until("dnsmasq", lambda: _listening(self.port), 10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(10)
+    def argv(self) -> list[str]:
+        return [
+            DNSMASQ, "-k", f"--conf-file={REPO / 'deploy' / 'local' / 'dnsmasq.conf'}",
+            f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
+            "--no-resolv", "--no-hosts", "--local=/test/", f"--local-ttl={self.ttl_s}",
+            "--pid-file=",
+        ]  # fmt: skip
 
 
 class PostfixRelay:

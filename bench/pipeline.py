@@ -186,7 +186,7 @@ class Pipeline:
             self.collectors[name] = collector
 
     def start(self) -> None:
-        self.dns.__enter__()
+        self.dns.start()
         for module in SERVICES:
             proc = ServiceProcess(
                 module=module, env=self.env, log_path=self.folder / f"{module}.log"
@@ -213,7 +213,7 @@ class Pipeline:
             collector.stop()
         for proc in self.procs.values():
             proc.stop(30)
-        self.dns.__exit__()
+        self.dns.stop()
 
 
 def wait_for_events(pipeline: Pipeline, done: Any, timeout: float, what: str) -> float:
